@@ -1,0 +1,157 @@
+// Package wire is the protocol between the provium host and the guest agent.
+// It is the only package the two sides share.
+//
+// The byte stream (a virtio-serial port or a vsock connection) carries
+// frames. A frame belongs to a channel (one agent identity: the VM itself or a
+// worker) and to a session epoch. Frames of one channel reassemble into a
+// Message; frames of different channels may interleave, so a large transfer on
+// one channel never holds up another.
+//
+// Every frame header starts with a magic number and ends with a CRC of the
+// header, so a reader that joins a stream in the middle (a guest resumed from
+// a snapshot, with old bytes still queued) skips to the next real header. A
+// host starts a session by sending a Hello carrying a fresh epoch; frames of
+// any other epoch are dropped, so bytes of an earlier session never confuse a
+// new one.
+//
+// The guest is untrusted: every length read from the stream is bounded
+// (MaxChunk, MaxMessage, MaxBlobs, MaxPending) before anything is allocated.
+package wire
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+)
+
+// Version is the protocol version both sides announce in the handshake.
+const Version = 1
+
+const (
+	// Magic opens every frame header ("PRVM" little-endian).
+	Magic uint32 = 0x4d565250
+	// HeaderSize is the size of a frame header in bytes.
+	HeaderSize = 24
+	// MaxChunk bounds the payload of one frame.
+	MaxChunk = 64 << 10
+	// MaxMessage bounds a reassembled message.
+	MaxMessage = 256 << 20
+	// MaxBlobs bounds the number of binary payloads in one message.
+	MaxBlobs = 64
+	// MaxPending bounds how many channels may hold a partly received message.
+	MaxPending = 1024
+)
+
+// Frame flags.
+const (
+	// FlagLast marks the last frame of a message.
+	FlagLast = 1 << 0
+)
+
+// Sentinel errors, wrapped with context where they are returned.
+var (
+	ErrFrameTooLarge   = errors.New("frame payload exceeds limit")
+	ErrMessageTooLarge = errors.New("message exceeds limit")
+	ErrMalformed       = errors.New("malformed message")
+	ErrTooManyPending  = errors.New("too many channels with partial messages")
+)
+
+// FrameHeader describes one frame on the stream.
+type FrameHeader struct {
+	Epoch   uint32
+	Channel uint32
+	Length  uint32
+	Flags   uint8
+}
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+func (h FrameHeader) marshal(b []byte) {
+	binary.LittleEndian.PutUint32(b[0:], Magic)
+	binary.LittleEndian.PutUint32(b[4:], h.Epoch)
+	binary.LittleEndian.PutUint32(b[8:], h.Channel)
+	binary.LittleEndian.PutUint32(b[12:], h.Length)
+	b[16] = h.Flags
+	b[17], b[18], b[19] = 0, 0, 0
+	binary.LittleEndian.PutUint32(b[20:], crc32.Checksum(b[:20], crcTable))
+}
+
+// WriteFrame writes one frame. The payload must not exceed MaxChunk.
+func WriteFrame(w io.Writer, h FrameHeader, payload []byte) error {
+	if len(payload) > MaxChunk {
+		return fmt.Errorf("write frame of %d bytes: %w", len(payload), ErrFrameTooLarge)
+	}
+	h.Length = uint32(len(payload))
+	buf := make([]byte, HeaderSize+len(payload))
+	h.marshal(buf)
+	copy(buf[HeaderSize:], payload)
+	_, err := w.Write(buf)
+	return err
+}
+
+// FrameReader reads frames from a stream, resynchronising on the magic number
+// after garbage.
+type FrameReader struct {
+	r *bufio.Reader
+	// Skipped counts bytes discarded while looking for a frame header.
+	Skipped int64
+}
+
+// NewFrameReader returns a reader of frames from r.
+func NewFrameReader(r io.Reader) *FrameReader {
+	return &FrameReader{r: bufio.NewReaderSize(r, 2*MaxChunk)}
+}
+
+// ReadFrame returns the next valid frame. The payload is freshly allocated.
+func (fr *FrameReader) ReadFrame() (FrameHeader, []byte, error) {
+	for {
+		hdr, err := fr.r.Peek(HeaderSize)
+		if err != nil {
+			if len(hdr) > 0 && errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return FrameHeader{}, nil, err
+		}
+		if binary.LittleEndian.Uint32(hdr) != Magic ||
+			binary.LittleEndian.Uint32(hdr[20:]) != crc32.Checksum(hdr[:20], crcTable) {
+			fr.skip()
+			continue
+		}
+		h := FrameHeader{
+			Epoch:   binary.LittleEndian.Uint32(hdr[4:]),
+			Channel: binary.LittleEndian.Uint32(hdr[8:]),
+			Length:  binary.LittleEndian.Uint32(hdr[12:]),
+			Flags:   hdr[16],
+		}
+		if h.Length > MaxChunk {
+			// A valid CRC with a bad length is a peer that breaks the
+			// protocol, not line noise.
+			return h, nil, fmt.Errorf("frame on channel %d announces %d bytes: %w", h.Channel, h.Length, ErrFrameTooLarge)
+		}
+		if _, err := fr.r.Discard(HeaderSize); err != nil {
+			return h, nil, err
+		}
+		payload := make([]byte, h.Length)
+		if _, err := io.ReadFull(fr.r, payload); err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return h, nil, err
+		}
+		return h, payload, nil
+	}
+}
+
+// skip discards bytes up to the next possible start of a magic number.
+func (fr *FrameReader) skip() {
+	buf, _ := fr.r.Peek(fr.r.Buffered())
+	n := 1
+	for n < len(buf) && buf[n] != byte(Magic&0xff) {
+		n++
+	}
+	fr.r.Discard(n)
+	fr.Skipped += int64(n)
+}

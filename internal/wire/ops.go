@@ -1,0 +1,178 @@
+package wire
+
+import "fmt"
+
+// Op identifies a request. A reply carries OpReply or OpError and the
+// request's ID.
+type Op uint16
+
+// Channels. ControlChannel carries the handshake and VM-wide requests;
+// MainChannel is the agent's own identity; workers get channels the host
+// picks, above MainChannel.
+const (
+	ControlChannel uint32 = 0
+	MainChannel    uint32 = 1
+)
+
+const (
+	OpReply Op = iota + 1
+	OpError
+
+	// Control channel.
+	OpHello    // host -> guest, meta Hello; reply HelloReply
+	OpQuiesce  // kill workers and jobs; reply when none is left
+	OpPowerOff // sync and power off; reply before powering off
+
+	// Identity channels.
+	OpPing       // no meta; reply no meta
+	OpExec       // meta Exec, blob 0 stdin; reply ExecResult, blobs stdout, stderr
+	OpReadFile   // meta Path; reply blob 0 data
+	OpWriteFile  // meta WriteFile, blob 0 data; reply no meta
+	OpSyscall    // meta Syscall, blobs buffer contents; reply SyscallResult, blobs
+	OpBackground // meta Exec (no stdin, no timeout); reply Job
+	OpJobWait    // meta JobWait; reply JobStatus, blobs stdout, stderr
+	OpJobKill    // meta JobWait (timeout ignored); reply JobStatus, blobs stdout, stderr
+	OpSpawn      // meta Spawn; reply SpawnReply
+	OpClose      // end this identity (worker kill); reply no meta, then the channel is gone
+	OpDmesg      // reply blob 0 kernel log
+	OpMountVFS   // reply no meta
+)
+
+var opNames = map[Op]string{
+	OpReply: "reply", OpError: "error", OpHello: "hello", OpQuiesce: "quiesce",
+	OpPowerOff: "poweroff", OpPing: "ping", OpExec: "exec", OpReadFile: "read_file",
+	OpWriteFile: "write_file", OpSyscall: "syscall", OpBackground: "background",
+	OpJobWait: "job_wait", OpJobKill: "job_kill", OpSpawn: "spawn", OpClose: "close",
+	OpDmesg: "dmesg", OpMountVFS: "mount_vfs",
+}
+
+func (o Op) String() string {
+	if s, ok := opNames[o]; ok {
+		return s
+	}
+	return fmt.Sprintf("op(%d)", uint16(o))
+}
+
+// Hello opens a session. The host sends a fresh Epoch in the frame header and
+// repeats it here.
+type Hello struct {
+	Version int    `json:"version"`
+	Epoch   uint32 `json:"epoch"`
+}
+
+// HelloReply tells the host who answered.
+type HelloReply struct {
+	Version int    `json:"version"`
+	PID     int    `json:"pid"`
+	Kernel  string `json:"kernel"` // uname -r
+	Boots   int    `json:"boots"`  // sessions this agent has served, including this one
+}
+
+// Error is the meta of an OpError reply. Errno is the guest errno when the
+// failure came from a system call (0 otherwise); ErrnoName is its symbol,
+// e.g. "ENOENT".
+type Error struct {
+	Message   string `json:"message"`
+	Errno     int    `json:"errno,omitempty"`
+	ErrnoName string `json:"errno_name,omitempty"`
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Exec runs Cmd with /bin/sh -c on the identity's thread. Blob 0 of the
+// request is standard input.
+type Exec struct {
+	Cmd       string   `json:"cmd"`
+	Env       []string `json:"env,omitempty"` // KEY=VALUE added to the agent's environment
+	Cwd       string   `json:"cwd,omitempty"`
+	TimeoutMs int64    `json:"timeout_ms,omitempty"` // 0: none; on expiry the process group is killed
+}
+
+// ExecResult is the reply to Exec. Signal is the number of the signal that
+// ended the command, 0 if it exited. ExitCode is 128+Signal in that case.
+type ExecResult struct {
+	ExitCode int  `json:"exit_code"`
+	Signal   int  `json:"signal,omitempty"`
+	TimedOut bool `json:"timed_out,omitempty"`
+}
+
+// Path names a guest file.
+type Path struct {
+	Path string `json:"path"`
+}
+
+// WriteFile replaces Path with blob 0, creating it with Mode.
+type WriteFile struct {
+	Path string `json:"path"`
+	Mode uint32 `json:"mode"`
+}
+
+// MaxArgs is the number of system call arguments.
+const MaxArgs = 6
+
+// Syscall is a raw system call. Bufs[i] (blob i) is copied into guest
+// memory and its address replaces argument Bufs[i].Arg. Ptrs allocate more
+// guest memory whose addresses are written inside a buffer at an offset;
+// a Ptr with Data takes its contents from blob len(Bufs)+k, where k counts
+// the Ptrs with Data before it.
+type Syscall struct {
+	Nr   int64           `json:"nr"`
+	Args [MaxArgs]uint64 `json:"args"`
+	Bufs []Buf           `json:"bufs,omitempty"`
+	Ptrs []Ptr           `json:"ptrs,omitempty"`
+}
+
+// Buf is a buffer passed by pointer as argument Arg (0-based).
+type Buf struct {
+	Arg int `json:"arg"`
+}
+
+// Ptr is memory of Len bytes whose address is written as 8 little-endian
+// bytes into buffer Buf (an index into Syscall.Bufs) at Offset.
+type Ptr struct {
+	Buf     int  `json:"buf"`
+	Offset  int  `json:"offset"`
+	Len     int  `json:"len"`
+	HasData bool `json:"has_data,omitempty"`
+	Output  bool `json:"output,omitempty"`
+}
+
+// SyscallResult is the raw return value; failure is -errno. The reply's blobs
+// are every buffer after the call, in Bufs order, then every Output Ptr in
+// Ptrs order.
+type SyscallResult struct {
+	Ret int64 `json:"ret"`
+}
+
+// Job identifies a background command of one identity.
+type Job struct {
+	ID  int `json:"id"`
+	PID int `json:"pid"`
+}
+
+// JobWait waits up to TimeoutMs (0 polls) for job ID.
+type JobWait struct {
+	ID        int   `json:"id"`
+	TimeoutMs int64 `json:"timeout_ms,omitempty"`
+}
+
+// JobStatus describes a job; ExitCode is -1 while it runs. The reply's blobs
+// are the output captured so far.
+type JobStatus struct {
+	ExitCode int  `json:"exit_code"`
+	Signal   int  `json:"signal,omitempty"`
+	Running  bool `json:"running"`
+}
+
+// Spawn starts a worker that answers on Channel. Thread selects a thread
+// in the agent process instead of a new process.
+type Spawn struct {
+	Channel uint32 `json:"channel"`
+	Thread  bool   `json:"thread,omitempty"`
+}
+
+// SpawnReply identifies the worker in the guest.
+type SpawnReply struct {
+	PID int `json:"pid"`
+	TID int `json:"tid"`
+}
