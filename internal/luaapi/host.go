@@ -1,0 +1,48 @@
+package luaapi
+
+import (
+	"context"
+	"io"
+
+	"github.com/provium/provium/internal/client"
+	"github.com/provium/provium/internal/machine"
+)
+
+// Machine is a VM as the bindings use it; *machine.VM implements it.
+type Machine interface {
+	// Name identifies the VM in messages, e.g. "minimal#1".
+	Name() string
+	// State is "created", "running", "shut down", "killed" or "dead".
+	State() string
+	Boot(ctx context.Context, opts machine.BootOptions) error
+	// Agent is the VM's own agent identity; nil unless running.
+	Agent() *client.Agent
+	// Shutdown powers the VM off gracefully (10 s, then kill); idempotent.
+	Shutdown(ctx context.Context) error
+	Kill() error
+	// ConsoleTail returns the last n lines of the serial console.
+	ConsoleTail(n int) []string
+}
+
+// Host makes VMs for one file. The runner gives each file its own Host,
+// which knows the profiles, the resource pool and the fixtures.
+type Host interface {
+	// Create returns a VM of the named profile, not booted. An unknown
+	// profile is an error that lists the known ones.
+	Create(profile string) (Machine, error)
+	// Fixture returns a running VM resumed from fixture name.
+	Fixture(ctx context.Context, name string) (Machine, error)
+}
+
+// Options configure one run of a Lua file.
+type Options struct {
+	Path     string // the Lua file
+	StartDir string // base of relative dofile/loadfile paths: where provium started
+	Host     Host
+	Log      io.Writer // the file's log; the bindings note sub-test results here
+	// Fixture is set when the file is a fixture script: the VMs it created
+	// are left as they are for the caller to snapshot and discard.
+	Fixture bool
+	// OnSubtest, if set, is called as each sub-test ends.
+	OnSubtest func(Subtest)
+}
