@@ -87,6 +87,9 @@ func (c *Conn) Receive() (Envelope, error) {
 		if len(buf)+len(payload) > MaxMessage {
 			return Envelope{}, fmt.Errorf("channel %d: message over %d bytes: %w", h.Channel, MaxMessage, ErrMessageTooLarge)
 		}
+		if c.total+len(payload) > 2*MaxMessage {
+			return Envelope{}, fmt.Errorf("channel %d: partial messages over %d bytes: %w", h.Channel, 2*MaxMessage, ErrMessageTooLarge)
+		}
 		if h.Flags&FlagLast == 0 {
 			c.pending[h.Channel] = append(buf, payload...)
 			c.total += len(payload)

@@ -1,0 +1,201 @@
+package wire
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"testing"
+)
+
+func TestMessageRoundTrip(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		msg  *Message
+	}{
+		{"empty", &Message{Op: OpPing, ID: 1}},
+		{"meta only", mustMessage(t, OpExec, 7, Exec{Cmd: "echo hi"})},
+		{"blobs", mustMessage(t, OpWriteFile, 9, WriteFile{Path: "/x"}, []byte("abc"), nil, bytes.Repeat([]byte{0}, 1000))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := tc.msg.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := Unmarshal(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Op != tc.msg.Op || got.ID != tc.msg.ID || !bytes.Equal(got.Meta, tc.msg.Meta) || len(got.Blobs) != len(tc.msg.Blobs) {
+				t.Fatalf("got %+v, want %+v", got, tc.msg)
+			}
+			for i := range got.Blobs {
+				if !bytes.Equal(got.Blobs[i], tc.msg.Blobs[i]) {
+					t.Errorf("blob %d differs", i)
+				}
+			}
+		})
+	}
+}
+
+func mustMessage(t *testing.T, op Op, id uint32, meta any, blobs ...[]byte) *Message {
+	t.Helper()
+	m, err := NewMessage(op, id, meta, blobs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestUnmarshalRejectsLies(t *testing.T) {
+	good, _ := mustMessage(t, OpExec, 1, Exec{Cmd: "x"}, []byte("data")).Marshal()
+	for _, tc := range []struct {
+		name string
+		b    []byte
+	}{
+		{"truncated", good[:len(good)-1]},
+		{"trailing", append(append([]byte{}, good...), 0)},
+		{"meta length past end", func() []byte { b := append([]byte{}, good...); b[6] = 0xff; b[7] = 0xff; return b }()},
+		{"too many blobs", []byte{1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff}},
+		{"short header", []byte{1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := Unmarshal(tc.b); !errors.Is(err, ErrMalformed) {
+				t.Fatalf("err = %v, want ErrMalformed", err)
+			}
+		})
+	}
+}
+
+func TestFrameReaderResynchronises(t *testing.T) {
+	var buf bytes.Buffer
+	buf.WriteString("garbage PRVM\x00\x01 more noise")
+	if err := WriteFrame(&buf, FrameHeader{Epoch: 5, Channel: 2, Flags: FlagLast}, []byte("payload")); err != nil {
+		t.Fatal(err)
+	}
+	fr := NewFrameReader(&buf)
+	h, p, err := fr.ReadFrame()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Epoch != 5 || h.Channel != 2 || string(p) != "payload" {
+		t.Fatalf("got %+v %q", h, p)
+	}
+	if fr.Skipped == 0 {
+		t.Error("garbage was not counted as skipped")
+	}
+	if _, _, err := fr.ReadFrame(); err != io.EOF {
+		t.Fatalf("err = %v, want EOF", err)
+	}
+}
+
+func TestFrameReaderRejectsOversizeFrame(t *testing.T) {
+	var hdr [HeaderSize]byte
+	FrameHeader{Channel: 1, Length: MaxChunk + 1}.marshal(hdr[:])
+	fr := NewFrameReader(bytes.NewReader(hdr[:]))
+	if _, _, err := fr.ReadFrame(); !errors.Is(err, ErrFrameTooLarge) {
+		t.Fatalf("err = %v, want ErrFrameTooLarge", err)
+	}
+}
+
+func TestConnLargeMessageInterleaved(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	ca, cb := NewConn(a, 3), NewConn(b, 3)
+	big := bytes.Repeat([]byte("0123456789abcdef"), 300000) // ~4.8 MB, many frames
+	errs := make(chan error, 2)
+	go func() { errs <- ca.Send(5, &Message{Op: OpReadFile, ID: 1, Blobs: [][]byte{big}}) }()
+	go func() { errs <- ca.Send(6, &Message{Op: OpPing, ID: 2}) }()
+	got := map[uint32]*Message{}
+	for len(got) < 2 {
+		env, err := cb.Receive()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if env.Epoch != 3 {
+			t.Fatalf("epoch %d", env.Epoch)
+		}
+		got[env.Channel] = env.Msg
+	}
+	for i := 0; i < 2; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bytes.Equal(got[5].Blob(0), big) {
+		t.Error("large blob corrupted")
+	}
+	if got[6].Op != OpPing {
+		t.Errorf("small message: %+v", got[6])
+	}
+}
+
+func TestConnBoundsPartialMessages(t *testing.T) {
+	var buf bytes.Buffer
+	for ch := uint32(0); ch <= MaxPending; ch++ {
+		WriteFrame(&buf, FrameHeader{Channel: ch}, []byte("x"))
+	}
+	c := NewConn(struct {
+		io.Reader
+		io.Writer
+	}{&buf, io.Discard}, 0)
+	if _, err := c.Receive(); !errors.Is(err, ErrTooManyPending) {
+		t.Fatalf("err = %v, want ErrTooManyPending", err)
+	}
+}
+
+func TestSyscallValidate(t *testing.T) {
+	buf16 := make([]byte, 16)
+	for _, tc := range []struct {
+		name  string
+		s     Syscall
+		blobs [][]byte
+		ok    bool
+	}{
+		{"plain", Syscall{Nr: 39}, nil, true},
+		{"one buffer", Syscall{Bufs: []Buf{{Arg: 1}}}, [][]byte{buf16}, true},
+		{"pointer with data", Syscall{Bufs: []Buf{{Arg: 1}}, Ptrs: []Ptr{{Buf: 0, Offset: 8, Len: 5, HasData: true}}}, [][]byte{buf16, []byte("hello")}, true},
+		{"argument past six", Syscall{Bufs: []Buf{{Arg: 6}}}, [][]byte{buf16}, false},
+		{"negative argument", Syscall{Bufs: []Buf{{Arg: -1}}}, [][]byte{buf16}, false},
+		{"two buffers for one argument", Syscall{Bufs: []Buf{{Arg: 1}, {Arg: 1}}}, [][]byte{buf16, buf16}, false},
+		{"buffer without data", Syscall{Bufs: []Buf{{Arg: 0}}}, nil, false},
+		{"pointer to missing buffer", Syscall{Bufs: []Buf{{Arg: 0}}, Ptrs: []Ptr{{Buf: 1, Len: 4}}}, [][]byte{buf16}, false},
+		{"pointer offset outside", Syscall{Bufs: []Buf{{Arg: 0}}, Ptrs: []Ptr{{Buf: 0, Offset: 9, Len: 4}}}, [][]byte{buf16}, false},
+		{"negative pointer offset", Syscall{Bufs: []Buf{{Arg: 0}}, Ptrs: []Ptr{{Buf: 0, Offset: -1, Len: 4}}}, [][]byte{buf16}, false},
+		{"negative length", Syscall{Bufs: []Buf{{Arg: 0}}, Ptrs: []Ptr{{Buf: 0, Len: -4}}}, [][]byte{buf16}, false},
+		{"data larger than memory", Syscall{Bufs: []Buf{{Arg: 0}}, Ptrs: []Ptr{{Buf: 0, Len: 2, HasData: true}}}, [][]byte{buf16, []byte("abc")}, false},
+		{"extra blob", Syscall{}, [][]byte{buf16}, false},
+		{"too much memory", Syscall{Bufs: []Buf{{Arg: 0}}, Ptrs: []Ptr{{Buf: 0, Len: MaxSyscallMemory + 1}}}, [][]byte{buf16}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.s.Validate(tc.blobs)
+			if tc.ok && err != nil {
+				t.Fatalf("unexpected error: %v", err)
+			}
+			if !tc.ok && !errors.Is(err, ErrMalformed) {
+				t.Fatalf("err = %v, want ErrMalformed", err)
+			}
+		})
+	}
+}
+
+func FuzzReceive(f *testing.F) {
+	var buf bytes.Buffer
+	m, _ := NewMessage(OpExec, 1, Exec{Cmd: "true"}, []byte("in"))
+	b, _ := m.Marshal()
+	WriteFrame(&buf, FrameHeader{Channel: 1, Flags: FlagLast}, b)
+	f.Add(buf.Bytes())
+	f.Add([]byte("PRVM"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c := NewConn(struct {
+			io.Reader
+			io.Writer
+		}{bytes.NewReader(data), io.Discard}, 0)
+		for i := 0; i < 100; i++ {
+			if _, err := c.Receive(); err != nil {
+				return
+			}
+		}
+	})
+}
