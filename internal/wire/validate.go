@@ -33,11 +33,14 @@ func (s *Syscall) Validate(blobs [][]byte) error {
 			return fmt.Errorf("pointer %d refers to buffer %d, but there are %d buffers: %w", k+1, p.Buf, len(s.Bufs), ErrMalformed)
 		}
 		size := len(blobs[p.Buf])
-		if p.Offset < 0 || p.Offset+8 > size {
+		if p.Offset < 0 || p.Offset > size-8 {
 			return fmt.Errorf("pointer %d: offset %d does not leave 8 bytes inside buffer %d of %d bytes: %w", k+1, p.Offset, p.Buf, size, ErrMalformed)
 		}
 		if p.Len < 0 {
 			return fmt.Errorf("pointer %d: negative length %d: %w", k+1, p.Len, ErrMalformed)
+		}
+		if p.Len > MaxSyscallMemory-total {
+			return fmt.Errorf("pointer %d: %d bytes of memory exceed the %d-byte limit: %w", k+1, p.Len, MaxSyscallMemory, ErrMalformed)
 		}
 		if p.HasData {
 			idx := len(s.Bufs) + withData

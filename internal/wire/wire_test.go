@@ -165,6 +165,8 @@ func TestSyscallValidate(t *testing.T) {
 		{"negative pointer offset", Syscall{Bufs: []Buf{{Arg: 0}}, Ptrs: []Ptr{{Buf: 0, Offset: -1, Len: 4}}}, [][]byte{buf16}, false},
 		{"negative length", Syscall{Bufs: []Buf{{Arg: 0}}, Ptrs: []Ptr{{Buf: 0, Len: -4}}}, [][]byte{buf16}, false},
 		{"data larger than memory", Syscall{Bufs: []Buf{{Arg: 0}}, Ptrs: []Ptr{{Buf: 0, Len: 2, HasData: true}}}, [][]byte{buf16, []byte("abc")}, false},
+		{"offset overflow", Syscall{Bufs: []Buf{{Arg: 0}}, Ptrs: []Ptr{{Buf: 0, Offset: int(^uint(0) >> 1), Len: 4}}}, [][]byte{buf16}, false},
+		{"lengths that wrap", Syscall{Bufs: []Buf{{Arg: 0}}, Ptrs: []Ptr{{Buf: 0, Len: int(^uint(0) >> 1)}, {Buf: 0, Len: int(^uint(0) >> 1)}}}, [][]byte{buf16}, false},
 		{"extra blob", Syscall{}, [][]byte{buf16}, false},
 		{"too much memory", Syscall{Bufs: []Buf{{Arg: 0}}, Ptrs: []Ptr{{Buf: 0, Len: MaxSyscallMemory + 1}}}, [][]byte{buf16}, false},
 	} {

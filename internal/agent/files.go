@@ -1,0 +1,196 @@
+package agent
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/provium/provium/internal/wire"
+)
+
+// maxFile bounds a file read so that it fits in one reply.
+const maxFile = wire.MaxMessage - 4096
+
+// The file operations open on the identity's thread, so the kernel checks
+// access against that identity's credentials.
+
+func (id *identity) readFile(r request) (*wire.Message, error) {
+	m := r.msg
+	var req wire.Path
+	if err := m.Decode(&req); err != nil {
+		return nil, err
+	}
+	data, err := readFile(req.Path)
+	if err != nil {
+		return nil, fmt.Errorf("read_file %s: %w", req.Path, err)
+	}
+	return wire.Reply(m.ID, nil, data)
+}
+
+// readFile reads a whole file of up to maxFile bytes. Files in /proc and
+// /sys report size 0, so it reads to the end rather than trusting Stat.
+func readFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxFile {
+		return nil, fmt.Errorf("larger than %d bytes: %w", maxFile, unix.EFBIG)
+	}
+	return data, nil
+}
+
+func (id *identity) writeFile(r request) (*wire.Message, error) {
+	m := r.msg
+	var req wire.WriteFile
+	if err := m.Decode(&req); err != nil {
+		return nil, err
+	}
+	if err := writeFile(req.Path, m.Blob(0), req.Mode); err != nil {
+		return nil, fmt.Errorf("write_file %s: %w", req.Path, err)
+	}
+	return wire.Reply(m.ID, nil)
+}
+
+// writeFile creates or truncates path and writes data. A mode given by the
+// host is applied exactly, umask and special bits included; with mode 0 the
+// file is created 0644 (less the umask) and an existing file keeps its mode.
+func writeFile(path string, data []byte, mode uint32) error {
+	if mode&^0o7777 != 0 {
+		return fmt.Errorf("mode %#o has bits outside 07777: %w", mode, unix.EINVAL)
+	}
+	perm := mode
+	if perm == 0 {
+		perm = 0o644
+	}
+	// unix.Open rather than os.OpenFile: os.FileMode has no place for the
+	// raw setuid/setgid/sticky bits a test may ask for.
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC|unix.O_CLOEXEC, perm)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), path)
+	if mode != 0 {
+		if err := unix.Fchmod(fd, mode); err != nil {
+			f.Close()
+			return &os.PathError{Op: "chmod", Path: path, Err: err}
+		}
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// Actions of syslog(2) that x/sys/unix does not name.
+const syslogActionSizeBuffer = 10
+
+func (id *identity) dmesg(r request) (*wire.Message, error) {
+	data, err := kernelLog()
+	if err != nil {
+		return nil, fmt.Errorf("dmesg: %w", err)
+	}
+	return wire.Reply(r.msg.ID, nil, data)
+}
+
+// kernelLog returns the whole kernel ring buffer.
+func kernelLog() ([]byte, error) {
+	size, err := unix.Klogctl(syslogActionSizeBuffer, nil)
+	if err != nil {
+		return nil, fmt.Errorf("syslog size: %w", err)
+	}
+	if size <= 0 || size > maxFile {
+		return nil, fmt.Errorf("syslog buffer of %d bytes: %w", size, unix.EINVAL)
+	}
+	buf := make([]byte, size)
+	n, err := unix.Klogctl(unix.SYSLOG_ACTION_READ_ALL, buf)
+	if err != nil {
+		return nil, fmt.Errorf("syslog read: %w", err)
+	}
+	return buf[:n], nil
+}
+
+// vfsMounts are the file systems OpMountVFS makes available.
+var vfsMounts = []struct {
+	source, target, fstype string
+	flags                  uintptr
+}{
+	{"proc", "/proc", "proc", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC},
+	{"sysfs", "/sys", "sysfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC},
+	{"securityfs", "/sys/kernel/security", "securityfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC},
+	{"devtmpfs", "/dev", "devtmpfs", unix.MS_NOSUID},
+}
+
+func (id *identity) mountVFS(r request) (*wire.Message, error) {
+	for _, mt := range vfsMounts {
+		// Reread the table each time: /proc may have just been mounted.
+		if mounted(mt.target, mt.fstype) {
+			continue
+		}
+		if err := os.MkdirAll(mt.target, 0o755); err != nil {
+			return nil, fmt.Errorf("mount_vfs: %w", err)
+		}
+		// EBUSY: the same file system is already there, which is
+		// what was asked.
+		if err := unix.Mount(mt.source, mt.target, mt.fstype, mt.flags, ""); err != nil && !errors.Is(err, unix.EBUSY) {
+			return nil, fmt.Errorf("mount_vfs: mount %s on %s: %w", mt.fstype, mt.target, err)
+		}
+	}
+	return wire.Reply(r.msg.ID, nil)
+}
+
+// mounted reports whether a file system of type fstype is mounted on
+// target, according to /proc/self/mounts. Without /proc it says no, and
+// the mount itself decides.
+func mounted(target, fstype string) bool {
+	f, err := os.Open("/proc/self/mounts")
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	return inMountTable(f, target, fstype)
+}
+
+// inMountTable looks for target with type fstype in a table in the format of
+// /proc/self/mounts.
+func inMountTable(r io.Reader, target, fstype string) bool {
+	s := bufio.NewScanner(r)
+	for s.Scan() {
+		f := strings.Fields(s.Text())
+		if len(f) >= 3 && unescapeMount(f[1]) == target && f[2] == fstype {
+			return true
+		}
+	}
+	return false
+}
+
+// unescapeMount undoes the octal escapes (\040 for space, ...) of mount
+// table fields.
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) && isOctal(s[i+1]) && isOctal(s[i+2]) && isOctal(s[i+3]) {
+			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
+			i += 3
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func isOctal(c byte) bool { return c >= '0' && c <= '7' }

@@ -1,0 +1,183 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mdlayher/vsock"
+)
+
+// Environment of the agent process, set by the guest's init from the kernel
+// command line.
+const (
+	EnvTransport = "PROVIUM_TRANSPORT"  // "virtio-serial" (default) or "vsock"
+	EnvPort      = "PROVIUM_PORT"       // virtio-serial port name
+	EnvVsockPort = "PROVIUM_VSOCK_PORT" // vsock port to listen on
+)
+
+// Transport defaults.
+const (
+	DefaultPort      = "org.provium.agent"
+	DefaultVsockPort = 1024
+)
+
+const (
+	// openWait bounds the search for the transport at start: the
+	// virtio drivers may still be probing.
+	openWait = 10 * time.Second
+	// openPoll is the interval of that search.
+	openPoll = 5 * time.Millisecond
+	// reconnectPoll is how often a disconnected port is read again.
+	reconnectPoll = 10 * time.Millisecond
+)
+
+// Main is the agent process: it opens the transport named by the
+// environment and serves it forever. It exits only when the transport
+// cannot be opened or fails for good; the guest's init then restarts it.
+func Main() {
+	logger := log.New(os.Stderr, "provium-agent: ", 0)
+	transport := os.Getenv(EnvTransport)
+	port := os.Getenv(EnvPort)
+	vport := os.Getenv(EnvVsockPort)
+	// Not for the commands the agent runs.
+	for _, k := range []string{EnvTransport, EnvPort, EnvVsockPort} {
+		os.Unsetenv(k)
+	}
+	a := New(Config{Logger: logger})
+	var err error
+	switch transport {
+	case "", "virtio-serial":
+		if port == "" {
+			port = DefaultPort
+		}
+		err = serveVirtioSerial(a, port)
+	case "vsock":
+		n := uint64(DefaultVsockPort)
+		if vport != "" {
+			if n, err = strconv.ParseUint(vport, 10, 32); err != nil {
+				err = fmt.Errorf("%s=%q: %w", EnvVsockPort, vport, err)
+				break
+			}
+		}
+		err = serveVsock(a, uint32(n))
+	default:
+		err = fmt.Errorf("%s=%q: unknown transport", EnvTransport, transport)
+	}
+	logger.Print(err)
+	os.Exit(1)
+}
+
+// serveVirtioSerial serves the virtio-serial port called name.
+func serveVirtioSerial(a *Agent, name string) error {
+	f, err := openPort("/sys/class/virtio-ports", "/dev", name, openWait)
+	if err != nil {
+		return err
+	}
+	return a.Serve(&reconnectingPort{port: f, log: a.log})
+}
+
+// openPort finds the virtio-serial port called name — the directory in
+// sysDir whose "name" file says so — and opens its device in devDir. Both
+// may take a moment to appear, so it retries until timeout.
+func openPort(sysDir, devDir, name string, timeout time.Duration) (*os.File, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		path, err := findPort(sysDir, devDir, name)
+		if err == nil {
+			var f *os.File
+			if f, err = os.OpenFile(path, os.O_RDWR, 0); err == nil {
+				return f, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("virtio-serial port %q: not usable after %v: %w", name, timeout, err)
+		}
+		time.Sleep(openPoll)
+	}
+}
+
+var errNoPort = errors.New("no such port")
+
+func findPort(sysDir, devDir, name string) (string, error) {
+	dirs, err := filepath.Glob(filepath.Join(sysDir, "*", "name"))
+	if err != nil {
+		return "", err
+	}
+	for _, p := range dirs {
+		b, err := os.ReadFile(p)
+		if err == nil && strings.TrimSpace(string(b)) == name {
+			return filepath.Join(devDir, filepath.Base(filepath.Dir(p))), nil
+		}
+	}
+	return "", errNoPort
+}
+
+// reconnectingPort is a virtio-serial port seen as a stream that never
+// ends. While no host is connected a read returns 0 bytes at once; that is
+// not the end of the stream: after a fixture snapshot is resumed in a new
+// QEMU, a new host connects to the same port and the agent must simply go
+// on reading.
+type reconnectingPort struct {
+	port   io.ReadWriter
+	log    *log.Logger
+	failed bool // a read error was logged
+}
+
+func (p *reconnectingPort) Read(b []byte) (int, error) {
+	for {
+		n, err := p.port.Read(b)
+		if n > 0 {
+			p.failed = false
+			return n, nil
+		}
+		if err != nil && !errors.Is(err, io.EOF) && !p.failed {
+			p.failed = true
+			p.log.Printf("read from host: %v", err)
+		}
+		time.Sleep(reconnectPoll)
+	}
+}
+
+// Write errors (no host connected) reach Agent.reply, which logs them; they
+// are never fatal.
+func (p *reconnectingPort) Write(b []byte) (int, error) { return p.port.Write(b) }
+
+// serveVsock listens on a vsock port. Every connection starts a new stream
+// and replaces the previous one, which is closed: there is one host.
+func serveVsock(a *Agent, port uint32) error {
+	var (
+		l   *vsock.Listener
+		err error
+	)
+	deadline := time.Now().Add(openWait)
+	for {
+		if l, err = vsock.Listen(port, nil); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("vsock port %d: %w", port, err)
+		}
+		time.Sleep(openPoll)
+	}
+	defer l.Close()
+	var prev net.Conn
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return fmt.Errorf("vsock port %d: %w", port, err)
+		}
+		if prev != nil {
+			prev.Close()
+		}
+		prev = c
+		go a.Serve(c)
+	}
+}

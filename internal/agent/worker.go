@@ -1,0 +1,105 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/provium/provium/internal/wire"
+)
+
+const (
+	workerName       = "provium-worker"
+	envWorkerFD      = "PROVIUM_WORKER_FD"
+	envWorkerChannel = "PROVIUM_WORKER_CHANNEL"
+)
+
+// WorkerMain is the worker process: it serves one identity, on its own
+// locked thread, over the socket its parent agent passed in
+// PROVIUM_WORKER_FD, answering on the channel in PROVIUM_WORKER_CHANNEL. It
+// exits when the socket closes, killing its jobs first.
+func WorkerMain() {
+	fd, ch, err := workerEnv()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", workerName, err)
+		os.Exit(2)
+	}
+	// The commands this worker runs must not inherit the socket.
+	unix.CloseOnExec(fd)
+	os.Exit(runWorker(os.NewFile(uintptr(fd), "provium-worker-socket"), ch))
+}
+
+func workerEnv() (fd int, ch uint32, err error) {
+	fdText, chText := os.Getenv(envWorkerFD), os.Getenv(envWorkerChannel)
+	// Not for the commands this worker runs.
+	os.Unsetenv(envWorkerFD)
+	os.Unsetenv(envWorkerChannel)
+	fd, err = strconv.Atoi(fdText)
+	if err != nil || fd < 0 {
+		return 0, 0, fmt.Errorf("%s=%q is not a descriptor", envWorkerFD, fdText)
+	}
+	c, err := strconv.ParseUint(chText, 10, 32)
+	if err != nil || uint32(c) <= wire.MainChannel {
+		return 0, 0, fmt.Errorf("%s=%q is not a worker channel", envWorkerChannel, chText)
+	}
+	return fd, uint32(c), nil
+}
+
+// runWorker serves one identity on channel ch over rw until rw fails, and
+// returns the exit status for the process.
+func runWorker(rw io.ReadWriter, ch uint32) int {
+	conn := wire.NewConn(rw, 0)
+	h := &workerHost{conn: conn}
+	id := newIdentity(ch, h)
+	tid, err := id.start(nil)
+	if err != nil {
+		return 1
+	}
+	ready, err := wire.Reply(0, wire.SpawnReply{PID: os.Getpid(), TID: tid})
+	if err != nil {
+		return 1
+	}
+	if err := conn.Send(ch, ready); err != nil {
+		return 1
+	}
+	received := make(chan struct{})
+	go func() {
+		defer close(received)
+		for {
+			env, err := conn.Receive()
+			if err != nil {
+				return
+			}
+			r := request{msg: env.Msg}
+			if err := id.deliver(r); err != nil {
+				h.reply(0, ch, errorReply(r.msg.ID, err))
+			}
+		}
+	}()
+	select {
+	case <-received: // the agent closed the socket, or broke it
+	case <-id.done: // the identity ended itself
+	}
+	id.kill()
+	return 0
+}
+
+// workerHost is what an identity sees of a worker process.
+type workerHost struct {
+	conn *wire.Conn
+}
+
+func (h *workerHost) reply(_ uint64, ch uint32, m *wire.Message) {
+	// An error means the agent is gone; the receive loop ends too.
+	send(h.conn, ch, m)
+}
+
+func (h *workerHost) live(uint64) bool { return true }
+
+func (h *workerHost) spawn(*identity, uint64, wire.Spawn) (wire.SpawnReply, error) {
+	return wire.SpawnReply{}, errors.New("spawn: a worker process cannot spawn workers")
+}

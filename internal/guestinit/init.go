@@ -1,0 +1,81 @@
+// Package guestinit is the guest's first process: /provium/init in the
+// initramfs, run by the kernel as PID 1 (rdinit=/provium/init).
+//
+// It does the least the agent needs and gets out of the way, because every
+// millisecond here is paid by every boot:
+//
+//  1. mount /proc, /sys and /dev (devtmpfs);
+//  2. load the kernel modules listed in /provium/modules.order, one path per
+//     line in load order (the transport's drivers, when they are not built
+//     into the kernel);
+//  3. read its settings from the kernel command line (see Config);
+//  4. start the agent as a child: this same binary run as "provium-agent",
+//     with the transport settings in its environment and /dev/console as its
+//     standard streams;
+//  5. exec the real init (provium.init=, default /sbin/init) so that it runs
+//     as PID 1 with the agent as its child. Without a real init it stays PID
+//     1 itself: it reaps every orphan and restarts the agent if it dies.
+//
+// It prints to the console only when something goes wrong.
+package guestinit
+
+import (
+	"os"
+	"os/signal"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Paths inside the initramfs.
+const (
+	ModulesOrder = "/provium/modules.order"
+	cmdlinePath  = "/proc/cmdline"
+)
+
+// Main is the guest's init. It never returns.
+func Main() {
+	mountEarly()
+	ensureStdio()
+	ignoreSignals()
+	setDefaultEnv()
+	loadModules(ModulesOrder, loadModule)
+	cfg := readConfig(cmdlinePath)
+
+	pid, err := startAgent(cfg)
+	if err != nil {
+		logf("start agent: %v", err)
+	}
+	if path, ok := realInit(cfg.Init); ok {
+		argv := append([]string{path}, os.Args[1:]...)
+		err := unix.Exec(path, argv, os.Environ())
+		logf("exec %s: %v; staying PID 1", path, err)
+	}
+	supervise(cfg, pid)
+}
+
+// ignoreSignals catches the signals whose default action would end PID 1.
+// Go turns an uncaught SIGTERM into an exit, and init exiting panics the
+// kernel. Caught rather than ignored: ignored signals stay ignored across
+// exec, and the agent and its commands must get the defaults.
+func ignoreSignals() {
+	c := make(chan os.Signal, 8)
+	signal.Notify(c, syscall.SIGHUP, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGTERM,
+		syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGPIPE, syscall.SIGALRM,
+		syscall.SIGPWR, syscall.SIGVTALRM, syscall.SIGXCPU, syscall.SIGXFSZ)
+	go func() {
+		for range c {
+		}
+	}()
+}
+
+// defaultPath is the PATH of a guest whose kernel gave init none.
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// setDefaultEnv gives the agent, and the commands it runs, a PATH: the
+// kernel starts init with only HOME and TERM.
+func setDefaultEnv() {
+	if os.Getenv("PATH") == "" {
+		os.Setenv("PATH", defaultPath)
+	}
+}
