@@ -1,0 +1,284 @@
+// Package pool gates VM boots on host memory and CPUs, so that test files
+// running in parallel do not overcommit the machine.
+//
+// A Pool works in one of two modes.
+//
+// Auto mode (NewAuto) watches the host: before each boot or resume, Acquire
+// waits until MemAvailable from /proc/meminfo, minus a reserve for the host
+// and minus the memory promised to VMs that started in the last few seconds,
+// has room for the VM. The promise matters because a fresh QEMU's resident
+// memory grows for a while after boot, so MemAvailable alone would let a
+// burst of boots through at once. CPUs are not gated in auto mode.
+//
+// Fixed mode (NewFixed) is a budget: a VM takes its memory and CPUs when it
+// boots and gives them back when it stops (the release function). A VM larger
+// than the whole budget fails at once with ErrTooLarge; one that only does
+// not fit now waits.
+//
+// Waiters are served in arrival order, but one that fits is not held up
+// behind an earlier one that does not: strict FIFO would deadlock a file that
+// holds one VM and needs a second while a larger request from another file
+// waits at the head of the queue for memory that only the first file frees.
+//
+// Scope ties reservations to a test file: everything acquired through a
+// context derived from a scope is released when the scope ends, whatever the
+// code that acquired it did, so a file that errors or crashes returns what it
+// held.
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// ErrTooLarge is the error (wrapped) of an Acquire that can never be granted:
+// the request exceeds the whole budget.
+var ErrTooLarge = errors.New("VM is larger than the resource pool")
+
+// Defaults of auto mode.
+const (
+	// settle is how long a grant counts in full on top of MemAvailable:
+	// the time a fresh VM's memory takes to show up in the host's accounting.
+	settle = 5 * time.Second
+	// pollInterval is how often an auto-mode waiter looks at MemAvailable again.
+	pollInterval = 200 * time.Millisecond
+)
+
+// Pool hands out memory and CPUs to VMs. It is safe for concurrent use.
+type Pool struct {
+	auto       bool
+	memMiB     int // fixed mode budget; 0 = unlimited
+	cpus       int // fixed mode budget; 0 = unlimited
+	reserveMiB int // auto mode: kept free for the host
+
+	// Auto mode's view of the host; replaced in tests.
+	meminfo func() (memInfo, error)
+	now     func() time.Time
+	poll    time.Duration
+
+	mu        sync.Mutex
+	usedMem   int
+	usedCPUs  int
+	held      int      // grants not yet released
+	recent    []*grant // auto mode: grants younger than settle
+	waiters   []*waiter
+	lastAvail int // auto mode: MemAvailable at the last look, MiB; -1 unknown
+}
+
+// grant is one reservation.
+type grant struct {
+	mem, cpus int
+	at        time.Time
+	once      sync.Once
+}
+
+// waiter is an Acquire that has not been granted yet.
+type waiter struct {
+	mem, cpus int
+	ready     chan struct{} // closed when g is set
+	g         *grant
+}
+
+// NewFixed returns a pool with a budget of memMiB MiB and cpus CPUs; 0 makes
+// that dimension unlimited.
+func NewFixed(memMiB, cpus int) *Pool {
+	return &Pool{memMiB: max(memMiB, 0), cpus: max(cpus, 0), lastAvail: -1}
+}
+
+// NewAuto returns a pool that gates boots on the host's MemAvailable, keeping
+// reserveMiB MiB free for the host.
+func NewAuto(reserveMiB int) *Pool {
+	return newAuto(reserveMiB, readMeminfo)
+}
+
+func newAuto(reserveMiB int, meminfo func() (memInfo, error)) *Pool {
+	return &Pool{
+		auto:       true,
+		reserveMiB: max(reserveMiB, 0),
+		meminfo:    meminfo,
+		now:        time.Now,
+		poll:       pollInterval,
+		lastAvail:  -1,
+	}
+}
+
+// Acquire reserves memMiB MiB and cpus CPUs for one VM, waiting until they
+// fit or ctx is done. The returned release gives them back; calling it more
+// than once is harmless. A request that can never fit fails at once with an
+// error wrapping ErrTooLarge.
+func (p *Pool) Acquire(ctx context.Context, memMiB, cpus int) (release func(), err error) {
+	if memMiB < 0 || cpus < 0 {
+		return nil, fmt.Errorf("pool: invalid request of %d MiB and %d CPUs", memMiB, cpus)
+	}
+	if err := p.check(memMiB, cpus); err != nil {
+		return nil, err
+	}
+	sc := scopeFrom(ctx)
+	if sc != nil && sc.done() {
+		return nil, errScopeEnded
+	}
+
+	w := &waiter{mem: memMiB, cpus: cpus, ready: make(chan struct{})}
+	p.mu.Lock()
+	p.waiters = append(p.waiters, w)
+	p.grantLocked()
+	p.mu.Unlock()
+
+	// Fixed mode is woken by releases; auto mode must look at the host
+	// again, since memory is freed by processes the pool does not know.
+	var tick <-chan time.Time
+	if p.auto {
+		t := time.NewTicker(p.poll)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-w.ready:
+			release = func() { p.release(w.g) }
+			if sc != nil && !sc.add(release) {
+				release()
+				return nil, errScopeEnded
+			}
+			return release, nil
+		case <-ctx.Done():
+			p.mu.Lock()
+			g := w.g
+			if g == nil {
+				p.removeLocked(w)
+			}
+			p.mu.Unlock()
+			if g != nil { // granted while ctx ended: nobody will use it
+				p.release(g)
+			}
+			return nil, fmt.Errorf("waiting for %d MiB and %d CPUs from the pool: %w", memMiB, cpus, context.Cause(ctx))
+		case <-tick:
+			p.mu.Lock()
+			p.grantLocked()
+			p.mu.Unlock()
+		}
+	}
+}
+
+// check fails requests that no amount of waiting can grant.
+func (p *Pool) check(memMiB, cpus int) error {
+	if !p.auto {
+		if p.memMiB > 0 && memMiB > p.memMiB {
+			return tooLarge(fmt.Sprintf("VM needs %d MiB but the pool has %d MiB", memMiB, p.memMiB))
+		}
+		if p.cpus > 0 && cpus > p.cpus {
+			return tooLarge(fmt.Sprintf("VM needs %d CPUs but the pool has %d", cpus, p.cpus))
+		}
+		return nil
+	}
+	info, err := p.meminfo()
+	if err != nil {
+		return nil // see grantLocked: without meminfo the pool does not gate
+	}
+	if limit := info.totalMiB - p.reserveMiB; memMiB > limit {
+		return tooLarge(fmt.Sprintf("VM needs %d MiB but the host has %d MiB (%d MiB total minus a %d MiB reserve)",
+			memMiB, max(limit, 0), info.totalMiB, p.reserveMiB))
+	}
+	return nil
+}
+
+// tooLarge is an ErrTooLarge whose text is the whole sentence.
+type tooLarge string
+
+func (e tooLarge) Error() string        { return string(e) }
+func (e tooLarge) Is(target error) bool { return target == ErrTooLarge }
+
+// grantLocked grants, in arrival order, every waiter that fits.
+func (p *Pool) grantLocked() {
+	if len(p.waiters) == 0 {
+		return
+	}
+	fits := p.fixedFits
+	if p.auto {
+		fits = p.autoFits()
+	}
+	kept := p.waiters[:0]
+	for _, w := range p.waiters {
+		if !fits(w.mem, w.cpus) {
+			kept = append(kept, w)
+			continue
+		}
+		w.g = &grant{mem: w.mem, cpus: w.cpus}
+		p.usedMem += w.mem
+		p.usedCPUs += w.cpus
+		p.held++
+		if p.auto {
+			w.g.at = p.now()
+			p.recent = append(p.recent, w.g)
+		}
+		close(w.ready)
+	}
+	clear(p.waiters[len(kept):])
+	p.waiters = kept
+}
+
+func (p *Pool) fixedFits(mem, cpus int) bool {
+	return (p.memMiB == 0 || p.usedMem+mem <= p.memMiB) &&
+		(p.cpus == 0 || p.usedCPUs+cpus <= p.cpus)
+}
+
+// autoFits reads the host once and returns a fit test that spends what it
+// finds, so one pass does not grant the same free memory twice.
+func (p *Pool) autoFits() func(mem, cpus int) bool {
+	info, err := p.meminfo()
+	if err != nil {
+		// A harness that cannot read /proc/meminfo should still run
+		// tests rather than wait forever: fail open.
+		p.lastAvail = -1
+		return func(int, int) bool { return true }
+	}
+	p.lastAvail = info.availMiB
+	now := p.now()
+	promised := 0
+	fresh := p.recent[:0]
+	for _, g := range p.recent {
+		if now.Sub(g.at) < settle {
+			fresh = append(fresh, g)
+			promised += g.mem
+		}
+	}
+	clear(p.recent[len(fresh):])
+	p.recent = fresh
+	free := info.availMiB - p.reserveMiB - promised
+	return func(mem, _ int) bool {
+		if mem > free {
+			return false
+		}
+		free -= mem
+		return true
+	}
+}
+
+func (p *Pool) removeLocked(w *waiter) {
+	for i, x := range p.waiters {
+		if x == w {
+			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
+			return
+		}
+	}
+}
+
+func (p *Pool) release(g *grant) {
+	g.once.Do(func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.usedMem -= g.mem
+		p.usedCPUs -= g.cpus
+		p.held--
+		for i, r := range p.recent {
+			if r == g {
+				p.recent = append(p.recent[:i], p.recent[i+1:]...)
+				break
+			}
+		}
+		p.grantLocked()
+	})
+}

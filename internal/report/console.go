@@ -1,0 +1,300 @@
+package report
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/provium/provium/internal/luaapi"
+)
+
+// Verbosity selects how much Console prints.
+type Verbosity int
+
+const (
+	// Quiet prints only failed files and the summary.
+	Quiet Verbosity = -1
+	// Normal prints a line per file and the sub-tests of failed files.
+	Normal Verbosity = 0
+	// Verbose also prints the sub-tests of passing files, with durations,
+	// and where the run's logs are (they are all kept).
+	Verbose Verbosity = 1
+)
+
+// ConsoleTail is how many console lines a failure report shows.
+const ConsoleTail = 20
+
+// Console writes the human output of a run. On a terminal it also keeps a
+// live status line at the bottom, which it clears before writing anything
+// else so that the line never ends up in the scrollback, a pipe or a log.
+// It is safe for concurrent use.
+type Console struct {
+	mu     sync.Mutex
+	w      io.Writer
+	v      Verbosity
+	live   bool // w is a terminal: draw the status line
+	width  func() int
+	status string // the status line currently drawn
+}
+
+// NewConsole returns a Console writing to w.
+func NewConsole(w io.Writer, v Verbosity) *Console {
+	c := &Console{w: w, v: v, width: func() int { return 80 }}
+	if f, ok := w.(*os.File); ok && isTerminal(f) {
+		c.live = true
+		c.width = func() int { return termWidth(f) }
+	}
+	return c
+}
+
+// Live reports whether the console draws a status line.
+func (c *Console) Live() bool { return c.live }
+
+// Status replaces the live status line; it does nothing off a terminal.
+func (c *Console) Status(line string) {
+	if !c.live {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// A line as wide as the terminal would wrap, and "\r" would then
+	// clear only its last row.
+	if w := c.width() - 1; w > 0 && utf8.RuneCountInString(line) > w {
+		line = string([]rune(line)[:w])
+	}
+	c.status = line
+	fmt.Fprint(c.w, "\r\x1b[K"+line)
+}
+
+// clearStatusLocked erases the status line; the caller redraws it or not.
+func (c *Console) clearStatusLocked() {
+	if c.status != "" {
+		fmt.Fprint(c.w, "\r\x1b[K")
+	}
+}
+
+// Printf writes a line of its own (a note, a warning) above the status line.
+func (c *Console) Printf(format string, args ...any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.clearStatusLocked()
+	fmt.Fprintf(c.w, format, args...)
+	c.redrawLocked()
+}
+
+func (c *Console) redrawLocked() {
+	if c.status != "" {
+		fmt.Fprint(c.w, c.status)
+	}
+}
+
+// File prints the block of a file that has finished.
+func (c *Console) File(f File) {
+	if c.v == Quiet && !f.Failed() {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.clearStatusLocked()
+	WriteBlock(c.w, f, c.v)
+	c.redrawLocked()
+}
+
+// Finish removes the status line and prints the end of the run: the logs of
+// failed files, notes on files that did not run, and the summary line.
+func (c *Console) Finish(s Summary, files []File) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.clearStatusLocked()
+	c.status = ""
+	writeFailedLogs(c.w, files)
+	switch {
+	case s.Interrupted && s.NotRun > 0:
+		fmt.Fprintf(c.w, "interrupted: %s did not finish\n", plural(s.NotRun, "file"))
+	case s.Interrupted:
+		fmt.Fprintln(c.w, "interrupted")
+	case s.NotRun > 0:
+		fmt.Fprintf(c.w, "stopped after the first failure: %s not run\n", plural(s.NotRun, "file"))
+	}
+	if c.v == Verbose && s.RunDir != "" {
+		fmt.Fprintf(c.w, "Logs: %s\n", s.RunDir)
+	}
+	fmt.Fprintf(c.w, "\n%s\n", s)
+}
+
+// String is the last line of a run: "ok: N passed, M failed" or "FAIL: ...",
+// with ", K skipped" when files were skipped.
+func (s Summary) String() string {
+	verdict := "ok"
+	if !s.OK() {
+		verdict = "FAIL"
+	}
+	line := fmt.Sprintf("%s: %d passed, %d failed", verdict, s.Passed, s.Failed)
+	if s.Skipped > 0 {
+		line += fmt.Sprintf(", %d skipped", s.Skipped)
+	}
+	return line
+}
+
+// writeFailedLogs lists the kept logs of failed files, names aligned.
+func writeFailedLogs(w io.Writer, files []File) {
+	var failed []File
+	width := 0
+	for _, f := range files {
+		if f.Failed() && f.Log != "" {
+			failed = append(failed, f)
+			width = max(width, len(f.Path))
+		}
+	}
+	if len(failed) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "Failed test logs:")
+	for _, f := range failed {
+		fmt.Fprintf(w, "  %-*s  → %s\n", width, f.Path, f.Log)
+	}
+}
+
+// WriteBlock writes the report of one file as the console shows it; the
+// runner also appends it to the file's log.
+func WriteBlock(w io.Writer, f File, v Verbosity) {
+	r := f.Result
+	fmt.Fprintf(w, "  %s ... %s\n", f.Path, headline(r))
+	if r.Status != luaapi.Failed && v < Verbose {
+		return
+	}
+	for _, st := range r.Subtests {
+		writeSubtest(w, st, v)
+	}
+	if r.Failure != nil {
+		writeMessage(w, "    FAIL: ", r.Failure.Message)
+		writeFailureDetail(w, r.Failure)
+	}
+}
+
+// headline is what follows "path ... ": "ok (86 tests, 4.3s)", "FAIL (3.2s)".
+func headline(r *luaapi.Result) string {
+	d := seconds(r.Duration)
+	switch r.Status {
+	case luaapi.Failed:
+		return "FAIL (" + d + ")"
+	case luaapi.Skipped:
+		if r.Reason != "" {
+			return "todo: " + r.Reason + " (" + d + ")"
+		}
+		return "todo (" + d + ")"
+	}
+	if len(r.Subtests) == 0 {
+		return "ok (" + d + ")"
+	}
+	todo := 0
+	for _, st := range r.Subtests {
+		if st.Status == luaapi.Skipped {
+			todo++
+		}
+	}
+	counts := plural(len(r.Subtests), "test")
+	if todo > 0 {
+		counts += fmt.Sprintf(", %d todo", todo)
+	}
+	return "ok (" + counts + ", " + d + ")"
+}
+
+func writeSubtest(w io.Writer, st luaapi.Subtest, v Verbosity) {
+	prefix := "    · " + st.Name + " ... "
+	switch st.Status {
+	case luaapi.Failed:
+		msg := "failed"
+		if st.Failure != nil {
+			msg = st.Failure.Message
+		}
+		writeMessage(w, prefix+"FAIL: ", msg)
+		if st.Failure != nil {
+			writeFailureDetail(w, st.Failure)
+		}
+		return
+	case luaapi.Skipped:
+		prefix += "todo"
+		if st.Reason != "" {
+			prefix += ": " + st.Reason
+		}
+	default:
+		prefix += "ok"
+	}
+	if v == Verbose {
+		prefix += " (" + seconds(st.Duration) + ")"
+	}
+	fmt.Fprintln(w, prefix)
+}
+
+// writeMessage writes a possibly multi-line message after prefix, later
+// lines indented under it.
+func writeMessage(w io.Writer, prefix, msg string) {
+	first, rest, _ := strings.Cut(strings.TrimRight(msg, "\n"), "\n")
+	fmt.Fprintln(w, prefix+first)
+	if rest != "" {
+		writeIndented(w, "      ", rest)
+	}
+}
+
+// writeFailureDetail writes the traceback and the console tail of a failure.
+func writeFailureDetail(w io.Writer, f *luaapi.Failure) {
+	if tb := strings.TrimRight(f.Traceback, "\n"); tb != "" {
+		writeIndented(w, "      ", tb)
+	}
+	if tail := consoleTail(f.Console); len(tail) > 0 {
+		fmt.Fprintf(w, "    --- console (last %d lines) ---\n", ConsoleTail)
+		for _, l := range tail {
+			fmt.Fprintln(w, "    "+sanitize(l))
+		}
+	}
+}
+
+func writeIndented(w io.Writer, indent, text string) {
+	for l := range strings.SplitSeq(text, "\n") {
+		fmt.Fprintln(w, indent+l)
+	}
+}
+
+func consoleTail(lines []string) []string {
+	return lines[max(0, len(lines)-ConsoleTail):]
+}
+
+// sanitize makes a guest console line safe to print: the guest is
+// untrusted, and its escape sequences must not drive the user's terminal.
+func sanitize(s string) string {
+	if !strings.ContainsFunc(s, isControl) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '\r':
+		case isControl(r):
+			fmt.Fprintf(&b, "\\x%02x", r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+func isControl(r rune) bool {
+	return (r < 0x20 && r != '\t') || r == 0x7f
+}
+
+// seconds formats a duration as the console shows it: "2.1s".
+func seconds(d time.Duration) string {
+	return fmt.Sprintf("%.1fs", d.Seconds())
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}

@@ -1,0 +1,323 @@
+// Package runner runs a suite of test files: it discovers them, picks a
+// shard, schedules them in parallel, enforces per-file timeouts, keeps the
+// run directory and its logs, and reports each file as it completes.
+//
+// The runner does not know how a file runs: it calls an Executor
+// (harness.RunFile in provium, fakes in tests) with a context that ends when
+// the file times out or the run is interrupted, a log writer and an event
+// sink. Everything the file held in the resource pool is released when the
+// executor returns, even if it panicked.
+package runner
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/provium/provium/internal/luaapi"
+	"github.com/provium/provium/internal/pool"
+	"github.com/provium/provium/internal/report"
+)
+
+// Executor runs one test file. It must return soon after ctx ends, with
+// the file's VMs killed.
+type Executor func(ctx context.Context, file string, log io.Writer, emit func(report.Event)) *luaapi.Result
+
+// DefaultTimeout is how long one file may run.
+const DefaultTimeout = 5 * time.Minute
+
+// defaultGrace is how long a file whose context has ended may take to
+// return before the runner gives up on it: nothing hangs forever.
+const defaultGrace = 15 * time.Second
+
+// Config is one run.
+type Config struct {
+	StartDir string   // where provium started; Files are relative to it
+	Files    []string // the files to run, in order
+	Parallel int      // files at once; 0 = unlimited
+	FailFast bool     // start no file after the first failure
+	Timeout  time.Duration
+	RunDir   *RunDir
+	KeepLogs bool // keep the logs of passing files too
+
+	Console *report.Console    // human output; nil for none
+	Emit    func(report.Event) // the event stream; nil for none
+	// Status, if set, adds to the live status line (VMs up, pool use).
+	Status func() string
+
+	grace time.Duration // defaultGrace; shorter in tests
+}
+
+// Outcome is what a run did.
+type Outcome struct {
+	Files   []report.File // files that finished, in completion order; not helpers
+	Summary report.Summary
+}
+
+// ExitCode is provium's exit status for the run: 0 all passed, 1 a file
+// failed, 130 interrupted.
+func (o *Outcome) ExitCode() int {
+	switch {
+	case o.Summary.Interrupted:
+		return 130
+	case o.Summary.Failed > 0:
+		return 1
+	}
+	return 0
+}
+
+// Run runs cfg.Files with exec. Cancelling ctx interrupts the run: no new
+// file starts, running ones are cancelled, and the outcome has what finished.
+// The error, if any, is about recording the run for --rerun-failed; the
+// outcome is complete regardless.
+func Run(ctx context.Context, cfg Config, exec Executor) (*Outcome, error) {
+	if cfg.grace == 0 {
+		cfg.grace = defaultGrace
+	}
+	if cfg.Emit == nil {
+		cfg.Emit = func(report.Event) {}
+	}
+	r := &run{cfg: cfg, exec: exec, logs: cfg.RunDir.LogPaths(cfg.Files), start: time.Now()}
+	r.queued = len(cfg.Files)
+	cfg.Emit(report.Event{Kind: report.KindRunStarted, Message: cfg.RunDir.Path})
+
+	stopStatus := r.showStatus()
+	results := make(chan fileRun)
+	go r.dispatch(ctx, results)
+	out := &Outcome{}
+	var failed []string
+	for fr := range results {
+		if fr.interrupted || fr.helper {
+			continue
+		}
+		if cfg.Console != nil {
+			cfg.Console.File(fr.File)
+		}
+		out.Files = append(out.Files, fr.File)
+		out.Summary.Add(fr.File)
+		if fr.Failed() {
+			failed = append(failed, absPath(cfg.StartDir, fr.Path))
+		}
+	}
+	stopStatus()
+
+	s := &out.Summary
+	s.Interrupted = ctx.Err() != nil
+	s.NotRun = len(cfg.Files) - r.finished
+	s.Duration = time.Since(r.start)
+	s.RunDir = cfg.RunDir.Path
+	if cfg.Console != nil {
+		cfg.Console.Finish(*s, out.Files)
+	}
+	status := "ok"
+	if !s.OK() {
+		status = "FAIL"
+	}
+	cfg.Emit(report.Event{Kind: report.KindRunFinished, Status: status, Duration: s.Duration, Summary: s})
+	slices.Sort(failed) // completion order varies; the record should not
+	return out, cfg.RunDir.Finish(failed, !s.Interrupted)
+}
+
+// run is the state of one Run.
+type run struct {
+	cfg    Config
+	exec   Executor
+	logs   []string // log path of each file
+	start  time.Time
+	failed atomic.Bool // a file has failed: --fail-fast stops dispatching
+
+	mu                       sync.Mutex
+	queued, running, settled int // for the status line
+	finished                 int // files that ran to the end, helpers included
+}
+
+// fileRun is one file's run as the collector sees it.
+type fileRun struct {
+	report.File
+	helper      bool // passed without a test or a VM: silent
+	interrupted bool // cancelled by the end of the run: not counted
+}
+
+// dispatch starts the files in order, at most cfg.Parallel at once, and
+// closes results when every started file has reported.
+func (r *run) dispatch(ctx context.Context, results chan<- fileRun) {
+	var wg sync.WaitGroup
+	defer func() {
+		wg.Wait()
+		close(results)
+	}()
+	var slots chan struct{}
+	if r.cfg.Parallel > 0 {
+		slots = make(chan struct{}, r.cfg.Parallel)
+	}
+	for i := range r.cfg.Files {
+		if slots != nil {
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+		}
+		// A failing file marks the run before giving up its slot, so
+		// the file after it sees the failure and never starts.
+		if ctx.Err() != nil || (r.cfg.FailFast && r.failed.Load()) {
+			return
+		}
+		r.update(func() { r.queued--; r.running++ })
+		wg.Go(func() {
+			fr := r.runFile(ctx, i)
+			// Count the file out before its slot goes to the next one,
+			// so the status line never shows more than -p running.
+			r.update(func() {
+				r.running--
+				r.settled++
+				if !fr.interrupted {
+					r.finished++
+				}
+			})
+			// Hand the result over before the slot, so that with -p 1
+			// files are reported in the order they ran.
+			results <- fr
+			if slots != nil {
+				<-slots
+			}
+		})
+	}
+}
+
+// runFile runs file i with its log and timeout.
+func (r *run) runFile(ctx context.Context, i int) fileRun {
+	path := r.cfg.Files[i]
+	started := time.Now()
+	r.cfg.Emit(report.Event{Kind: report.KindFileStarted, File: path, Time: started})
+	emit := func(e report.Event) {
+		e.File = path // the harness knows the file by its absolute path
+		r.cfg.Emit(e)
+	}
+
+	var res *luaapi.Result
+	logFile, err := os.Create(r.logs[i])
+	if err != nil {
+		res = failure(fmt.Sprintf("cannot create the file's log: %v", err))
+	} else {
+		fmt.Fprintf(logFile, "provium: %s, started %s\n\n", path, started.Format(time.RFC3339))
+		res = r.execute(ctx, path, &syncWriter{w: logFile}, emit)
+	}
+	if res.Duration == 0 {
+		res.Duration = time.Since(started)
+	}
+	fr := fileRun{File: report.File{Path: path, Result: res, Started: started}}
+	fr.helper = res.Status == luaapi.Passed && !res.Touched && len(res.Subtests) == 0
+	// Only a failure can be the interrupt's doing; a file that passed
+	// did finish.
+	fr.interrupted = ctx.Err() != nil && res.Status != luaapi.Passed
+	if fr.Failed() && !fr.interrupted {
+		r.failed.Store(true) // as soon as known, for --fail-fast
+	}
+
+	if logFile != nil {
+		// The log ends with the report, so it stands alone.
+		fmt.Fprintln(logFile, "\n--- result ---")
+		report.WriteBlock(logFile, fr.File, report.Verbose)
+		logFile.Close()
+		if res.Status == luaapi.Failed || r.cfg.KeepLogs {
+			fr.Log = r.logs[i]
+		} else {
+			os.Remove(r.logs[i])
+		}
+	}
+
+	ev := report.Event{Kind: report.KindFileFinished, File: path, Status: res.Status.String(), Duration: res.Duration, Log: fr.Log}
+	switch {
+	case fr.interrupted:
+		ev.Status, ev.Message = "interrupted", "the run was interrupted"
+	case fr.helper:
+		ev.Message = "no test and no VM: a helper file, not counted"
+	case res.Failure != nil:
+		ev.Message, ev.Location = res.Failure.Message, res.Failure.Location
+	}
+	r.cfg.Emit(ev)
+	return fr
+}
+
+// execute calls the executor under the file's timeout and pool scope. It
+// turns a panic into a failure, and gives up on an executor that does not
+// return within the grace period after its context ended.
+func (r *run) execute(ctx context.Context, path string, log io.Writer, emit func(report.Event)) *luaapi.Result {
+	fctx, cancel := ctx, context.CancelFunc(func() {})
+	if r.cfg.Timeout > 0 {
+		fctx, cancel = context.WithTimeout(ctx, r.cfg.Timeout)
+	}
+	defer cancel()
+	fctx, endScope := pool.Scope(fctx)
+	defer endScope() // whatever the file held goes back to the pool
+
+	ch := make(chan *luaapi.Result, 1)
+	go func() {
+		defer func() {
+			if v := recover(); v != nil {
+				res := failure(fmt.Sprintf("internal error: panic: %v", v))
+				res.Failure.Traceback = string(debug.Stack())
+				ch <- res
+			}
+		}()
+		ch <- r.exec(fctx, path, log, emit)
+	}()
+
+	var res *luaapi.Result
+	select {
+	case res = <-ch:
+	case <-fctx.Done():
+		grace := time.NewTimer(r.cfg.grace)
+		defer grace.Stop()
+		select {
+		case res = <-ch:
+		case <-grace.C:
+			res = failure(fmt.Sprintf("the file did not stop within %v of being cancelled", r.cfg.grace))
+		}
+	}
+	if res == nil {
+		res = failure("internal error: the file produced no result")
+	}
+	if ctx.Err() == nil && fctx.Err() == context.DeadlineExceeded && res.Status != luaapi.Passed {
+		timedOut(res, r.cfg.Timeout)
+	}
+	return res
+}
+
+// timedOut makes res say first that the file ran out of time: what failed
+// when its context ended is a consequence, shown after.
+func timedOut(res *luaapi.Result, d time.Duration) {
+	msg := fmt.Sprintf("timed out after %v", d)
+	res.Status = luaapi.Failed
+	if res.Failure == nil {
+		res.Failure = &luaapi.Failure{Message: msg}
+		return
+	}
+	f := *res.Failure
+	f.Message = msg + ": " + f.Message
+	res.Failure = &f
+}
+
+func failure(msg string) *luaapi.Result {
+	return &luaapi.Result{Status: luaapi.Failed, Touched: true, Failure: &luaapi.Failure{Message: msg}}
+}
+
+// syncWriter serializes writes to a file's log: the harness writes console
+// output and the call trace from several goroutines.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
