@@ -44,6 +44,7 @@ type Subtest struct {
 type Result struct {
 	Status   Status
 	Failure  *Failure // an error outside test(): the file stopped there
+	Reason   string   // todo() at file scope: its reason (Status is Skipped)
 	Subtests []Subtest
 	Duration time.Duration
 	// Touched is false for a helper file that registered no test and

@@ -1,0 +1,75 @@
+package luaapi
+
+import (
+	"errors"
+	"fmt"
+
+	lua "github.com/yuin/gopher-lua"
+)
+
+// module builds the provium module table; Run installs it both as the
+// global provium and for require("provium").
+func (rt *runtime) module(L *lua.LState) *lua.LTable {
+	mod := L.NewTable()
+	for name, fn := range map[string]lua.LGFunction{
+		"create":       rt.create,
+		"fixture":      rt.fixture,
+		"shutdown_all": rt.shutdownAll,
+		"pack":         luaPack,
+		"unpack":       luaUnpack,
+	} {
+		mod.RawSetString(name, L.NewFunction(rt.guard("provium."+name, fn)))
+	}
+	return mod
+}
+
+func (rt *runtime) host(L *lua.LState, call string) Host {
+	if rt.opts.Host == nil {
+		L.RaiseError("%s: no VM host is configured for this run", call)
+	}
+	return rt.opts.Host
+}
+
+// create is provium.create(profile) -> vm, not booted.
+func (rt *runtime) create(L *lua.LState) int {
+	profile := L.CheckString(1)
+	call := fmt.Sprintf("provium.create(%q)", profile)
+	m, err := rt.host(L, call).Create(profile)
+	if err != nil {
+		L.RaiseError("%s: %v", call, err)
+	}
+	L.Push(rt.addVM(L, m).ud)
+	return 1
+}
+
+// fixture is provium.fixture(name) -> a running VM resumed from the
+// fixture. The host's error carries the fixture's own failure and console.
+func (rt *runtime) fixture(L *lua.LState) int {
+	name := L.CheckString(1)
+	call := fmt.Sprintf("provium.fixture(%q)", name)
+	rt.res.Touched = true
+	m, err := rt.host(L, call).Fixture(rt.ctx, name)
+	if err != nil {
+		if rt.ctx.Err() != nil {
+			L.RaiseError("%s: %s", call, rt.stopped())
+		}
+		L.RaiseError("%s: %v", call, err)
+	}
+	L.Push(rt.addVM(L, m).ud)
+	return 1
+}
+
+// shutdownAll is provium.shutdown_all(): every VM of this file, even when
+// one of them fails to shut down.
+func (rt *runtime) shutdownAll(L *lua.LState) int {
+	var errs []error
+	for _, v := range rt.vms {
+		if err := v.m.Shutdown(rt.ctx); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", v.m.Name(), err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		L.RaiseError("provium.shutdown_all: %v", err)
+	}
+	return 0
+}

@@ -1,0 +1,233 @@
+package luaapi
+
+import (
+	"fmt"
+	"path/filepath"
+
+	lua "github.com/yuin/gopher-lua"
+
+	"github.com/provium/provium/internal/client"
+	"github.com/provium/provium/internal/machine"
+)
+
+const vmType = "provium.vm"
+
+// vmObj is the Lua object for a VM of this file.
+type vmObj struct {
+	m        Machine
+	ud       *lua.LUserData
+	nworkers int // workers spawned so far, to name them
+}
+
+func (v *vmObj) kind() string { return "vm" }
+func (v *vmObj) name() string { return v.m.Name() }
+func (v *vmObj) vm() *vmObj   { return v }
+
+func (v *vmObj) agent() (*client.Agent, error) {
+	st := v.m.State()
+	if st != "running" {
+		return nil, &stateError{"VM is not running", st}
+	}
+	a := v.m.Agent()
+	if a == nil {
+		// Stopped between the two calls.
+		return nil, &stateError{"VM is not running", v.m.State()}
+	}
+	return a, nil
+}
+
+// vmMetatable builds the VM's method table: the agent methods plus the
+// lifecycle ones only a VM has.
+func (rt *runtime) vmMetatable(L *lua.LState) {
+	methods := L.NewTable()
+	L.SetFuncs(methods, rt.guardAll(rt.agentMethods()))
+	L.SetFuncs(methods, rt.guardAll(map[string]lua.LGFunction{
+		"boot":     rt.boot,
+		"shutdown": rt.shutdown,
+		"kill":     rt.kill,
+		"spawn":    rt.spawn,
+	}))
+	mt := L.NewTypeMetatable(vmType)
+	L.SetFuncs(mt, rt.guardAll(map[string]lua.LGFunction{
+		"__index": func(L *lua.LState) int {
+			v := checkVM(L, "__index")
+			key := L.Get(2)
+			if m := methods.RawGet(key); m != lua.LNil {
+				L.Push(m)
+				return 1
+			}
+			switch key {
+			case lua.LString("name"):
+				L.Push(lua.LString(v.m.Name()))
+			case lua.LString("state"):
+				L.Push(lua.LString(v.m.State()))
+			default:
+				L.Push(lua.LNil)
+			}
+			return 1
+		},
+		"__tostring": func(L *lua.LState) int {
+			v := checkVM(L, "__tostring")
+			L.Push(lua.LString(fmt.Sprintf("vm %s (%s)", v.m.Name(), v.m.State())))
+			return 1
+		},
+	}))
+}
+
+func checkVM(L *lua.LState, method string) *vmObj {
+	if ud, ok := L.Get(1).(*lua.LUserData); ok {
+		if v, ok := ud.Value.(*vmObj); ok {
+			return v
+		}
+	}
+	L.ArgError(1, fmt.Sprintf("vm expected, got %s (call it as vm:%s(...))", L.Get(1).Type(), method))
+	return nil
+}
+
+// addVM wraps a machine the host made for this file.
+func (rt *runtime) addVM(L *lua.LState, m Machine) *vmObj {
+	v := &vmObj{m: m}
+	v.ud = L.NewUserData()
+	v.ud.Value = v
+	L.SetMetatable(v.ud, L.GetTypeMetatable(vmType))
+	rt.vms = append(rt.vms, v)
+	rt.res.Machines = append(rt.res.Machines, m)
+	rt.res.Touched = true
+	rt.use(v)
+	return v
+}
+
+// boot is vm:boot(opts?) -> vm.
+func (rt *runtime) boot(L *lua.LState) int {
+	v := checkVM(L, "boot")
+	rt.use(v)
+	bo := rt.bootOptions(L, 2)
+	if st := v.m.State(); st != "created" {
+		rt.fail(L, v, "boot", &stateError{"VM cannot boot", st})
+	}
+	if err := v.m.Boot(rt.ctx, bo); err != nil {
+		rt.fail(L, v, "boot", err)
+	}
+	L.Push(v.ud)
+	return 1
+}
+
+// bootOptions reads vm:boot's options. Relative host paths resolve
+// against the start directory, like dofile.
+func (rt *runtime) bootOptions(L *lua.LState, n int) machine.BootOptions {
+	o := checkOpts(L, n, "memory", "cpus", "files", "disks")
+	bo := machine.BootOptions{
+		MemoryMiB: o.sizeMiB("memory", 512),
+		CPUs:      o.count("cpus", 1),
+	}
+	if v := o.get("files"); v != lua.LNil {
+		t, ok := v.(*lua.LTable)
+		if !ok {
+			o.bad("files", "table {[\"/guest/path\"] = \"/host/path\"} expected, got "+v.Type().String())
+		}
+		bo.Files = map[string]string{}
+		t.ForEach(func(k, v lua.LValue) {
+			guest, gok := k.(lua.LString)
+			host, hok := v.(lua.LString)
+			if !gok || !hok {
+				o.bad("files", fmt.Sprintf("entries must map a guest path to a host path, got %s = %s", describe(k), describe(v)))
+			}
+			if !filepath.IsAbs(string(guest)) {
+				o.bad("files", fmt.Sprintf("guest path %q is not absolute", string(guest)))
+			}
+			bo.Files[string(guest)] = rt.resolve(string(host))
+		})
+	}
+	if v := o.get("disks"); v != lua.LNil {
+		t, ok := v.(*lua.LTable)
+		if !ok {
+			o.bad("disks", "list of disks expected, got "+v.Type().String())
+		}
+		for i := 1; i <= t.Len(); i++ {
+			bo.Disks = append(bo.Disks, rt.disk(o, i, t.RawGetInt(i)))
+		}
+	}
+	return bo
+}
+
+// disk reads one {path, format="raw"|"qcow2", readonly=false}.
+func (rt *runtime) disk(o *opts, i int, v lua.LValue) machine.Disk {
+	t, ok := v.(*lua.LTable)
+	if !ok {
+		o.bad("disks", fmt.Sprintf("disk %d: table expected, got %s", i, v.Type()))
+	}
+	field := func(name string, pos int) lua.LValue {
+		if f := t.RawGetString(name); f != lua.LNil {
+			return f
+		}
+		return t.RawGetInt(pos)
+	}
+	d := machine.Disk{Format: "raw"}
+	path, ok := field("path", 1).(lua.LString)
+	if !ok || path == "" {
+		o.bad("disks", fmt.Sprintf("disk %d: path missing", i))
+	}
+	d.Path = rt.resolve(string(path))
+	switch f := field("format", 2).(type) {
+	case *lua.LNilType:
+	case lua.LString:
+		if f != "raw" && f != "qcow2" {
+			o.bad("disks", fmt.Sprintf("disk %d: format %q is not \"raw\" or \"qcow2\"", i, string(f)))
+		}
+		d.Format = string(f)
+	default:
+		o.bad("disks", fmt.Sprintf("disk %d: format must be a string", i))
+	}
+	switch r := field("readonly", 3).(type) {
+	case *lua.LNilType:
+	case lua.LBool:
+		d.ReadOnly = bool(r)
+	default:
+		o.bad("disks", fmt.Sprintf("disk %d: readonly must be a boolean", i))
+	}
+	return d
+}
+
+// shutdown is vm:shutdown(): graceful, idempotent.
+func (rt *runtime) shutdown(L *lua.LState) int {
+	v := checkVM(L, "shutdown")
+	rt.use(v)
+	if err := v.m.Shutdown(rt.ctx); err != nil {
+		rt.fail(L, v, "shutdown", err)
+	}
+	return 0
+}
+
+// kill is vm:kill(): QEMU stops at once.
+func (rt *runtime) kill(L *lua.LState) int {
+	v := checkVM(L, "kill")
+	rt.use(v)
+	if err := v.m.Kill(); err != nil {
+		rt.fail(L, v, "kill", err)
+	}
+	return 0
+}
+
+// spawn is vm:spawn(opts?) -> worker; {thread = true} for a thread worker.
+func (rt *runtime) spawn(L *lua.LState) int {
+	v := checkVM(L, "spawn")
+	rt.use(v)
+	thread := checkOpts(L, 2, "thread").boolean("thread", false)
+	a := rt.agentOf(L, v, "spawn")
+	wa, reply, err := a.Spawn(rt.ctx, thread)
+	if err != nil {
+		rt.fail(L, v, "spawn", err)
+	}
+	v.nworkers++
+	w := &workerObj{
+		parent: v,
+		a:      wa,
+		label:  fmt.Sprintf("%s/worker%d", v.m.Name(), v.nworkers),
+		thread: thread,
+		pid:    reply.PID,
+		tid:    reply.TID,
+	}
+	rt.workers = append(rt.workers, w)
+	L.Push(rt.newWorker(L, w))
+	return 1
+}

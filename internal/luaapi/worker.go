@@ -1,0 +1,121 @@
+package luaapi
+
+import (
+	"fmt"
+
+	lua "github.com/yuin/gopher-lua"
+
+	"github.com/provium/provium/internal/client"
+)
+
+const workerType = "provium.worker"
+
+// workerObj is the Lua object for a worker: another agent identity in the
+// guest of its parent VM.
+type workerObj struct {
+	parent   *vmObj
+	a        *client.Agent
+	label    string
+	thread   bool
+	pid, tid int
+}
+
+func (w *workerObj) kind() string { return "worker" }
+func (w *workerObj) name() string { return w.label }
+func (w *workerObj) vm() *vmObj   { return w.parent }
+
+func (w *workerObj) agent() (*client.Agent, error) {
+	if w.a.Closed() {
+		return nil, client.ErrClosed
+	}
+	// A worker lives in its VM: once the VM stopped, say so rather than
+	// "agent connection lost".
+	if _, err := w.parent.agent(); err != nil {
+		return nil, err
+	}
+	return w.a, nil
+}
+
+// workerMetatable builds the worker's method table: the agent methods,
+// kill, and the VM-only methods as errors that say why.
+func (rt *runtime) workerMetatable(L *lua.LState) {
+	methods := L.NewTable()
+	L.SetFuncs(methods, rt.guardAll(rt.agentMethods()))
+	L.SetFuncs(methods, rt.guardAll(map[string]lua.LGFunction{"kill": rt.workerKill}))
+	for _, name := range []string{"boot", "shutdown", "spawn"} {
+		L.SetField(methods, name, L.NewFunction(rt.guard(name, func(L *lua.LState) int {
+			w := checkWorker(L, name)
+			L.RaiseError("worker:%s on %s: a worker has no %s; boot, shutdown and spawn are VM methods", name, w.label, name)
+			return 0
+		})))
+	}
+	mt := L.NewTypeMetatable(workerType)
+	L.SetFuncs(mt, rt.guardAll(map[string]lua.LGFunction{
+		"__index": func(L *lua.LState) int {
+			w := checkWorker(L, "__index")
+			key := L.Get(2)
+			if m := methods.RawGet(key); m != lua.LNil {
+				L.Push(m)
+				return 1
+			}
+			switch key {
+			case lua.LString("name"):
+				L.Push(lua.LString(w.label))
+			case lua.LString("pid"):
+				L.Push(lua.LNumber(w.pid))
+			case lua.LString("tid"):
+				L.Push(lua.LNumber(w.tid))
+			case lua.LString("thread"):
+				L.Push(lua.LBool(w.thread))
+			default:
+				L.Push(lua.LNil)
+			}
+			return 1
+		},
+		"__tostring": func(L *lua.LState) int {
+			w := checkWorker(L, "__tostring")
+			state := "running"
+			if w.a.Closed() {
+				state = "killed"
+			}
+			L.Push(lua.LString(fmt.Sprintf("worker %s (%s)", w.label, state)))
+			return 1
+		},
+	}))
+}
+
+func checkWorker(L *lua.LState, method string) *workerObj {
+	if ud, ok := L.Get(1).(*lua.LUserData); ok {
+		if w, ok := ud.Value.(*workerObj); ok {
+			return w
+		}
+	}
+	L.ArgError(1, fmt.Sprintf("worker expected, got %s (call it as worker:%s(...))", L.Get(1).Type(), method))
+	return nil
+}
+
+func (rt *runtime) newWorker(L *lua.LState, w *workerObj) *lua.LUserData {
+	ud := L.NewUserData()
+	ud.Value = w
+	L.SetMetatable(ud, L.GetTypeMetatable(workerType))
+	return ud
+}
+
+// workerKill is worker:kill(): the worker's channel closes and it exits.
+// Killing twice, or a worker of a VM that already stopped, is not an
+// error: the worker is gone either way.
+func (rt *runtime) workerKill(L *lua.LState) int {
+	w := checkWorker(L, "kill")
+	rt.use(w.parent)
+	if w.a.Closed() {
+		return 0
+	}
+	if _, err := w.parent.agent(); err != nil {
+		w.a.Close(rt.ctx) // marks it closed; the session is dead anyway
+		return 0
+	}
+	if err := w.a.Close(rt.ctx); err != nil {
+		rt.fail(L, w, "kill", err)
+	}
+	return 0
+}
