@@ -32,8 +32,13 @@ var (
 	ErrClosed = errors.New("worker was killed")
 )
 
-// DefaultTimeout bounds a call that has no deadline of its own.
-const DefaultTimeout = 2 * time.Minute
+// DefaultTimeout bounds every call except those that carry a wait of their
+// own (exec with a timeout, job_wait), which set their own deadline.
+const DefaultTimeout = 5 * time.Minute
+
+// longCall reports whether op may legitimately outlast DefaultTimeout when
+// its caller asked for that.
+func longCall(op wire.Op) bool { return op == wire.OpExec || op == wire.OpJobWait }
 
 // Tracer receives one line per completed call, for the per-file log.
 type Tracer func(channel uint32, op wire.Op, detail string, d time.Duration, err error)
@@ -181,7 +186,8 @@ func (s *Session) call(ctx context.Context, channel uint32, op wire.Op, meta any
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := ctx.Deadline(); !ok {
+	if _, ok := ctx.Deadline(); !ok || !longCall(op) {
+		// The earlier of the caller's deadline and ours wins.
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
 		defer cancel()
