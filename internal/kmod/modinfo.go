@@ -1,0 +1,76 @@
+package kmod
+
+import (
+	"bytes"
+	"debug/elf"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+)
+
+// fileDepends returns the modules the module file at path depends on.
+func fileDepends(path string) ([]string, error) {
+	data, err := readModule(path)
+	if err != nil {
+		return nil, err
+	}
+	f, err := elf.NewFile(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("kernel module %s: %w", path, err)
+	}
+	sec := f.Section(".modinfo")
+	if sec == nil {
+		return nil, fmt.Errorf("kernel module %s: no .modinfo section", path)
+	}
+	info, err := sec.Data()
+	if err != nil {
+		return nil, fmt.Errorf("kernel module %s: read .modinfo: %w", path, err)
+	}
+	return Depends(info), nil
+}
+
+// readModule returns the ELF bytes of a module file, decompressed if needed.
+func readModule(path string) ([]byte, error) {
+	var tool string
+	switch {
+	case strings.HasSuffix(path, ".ko.xz"):
+		tool = "xz"
+	case strings.HasSuffix(path, ".ko.zst"):
+		tool = "zstd"
+	default:
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("read kernel module: %w", err)
+		}
+		return data, nil
+	}
+	// The standard library has no xz or zstd decoder; the tools are on
+	// every distribution that compresses its modules.
+	var stderr bytes.Buffer
+	cmd := exec.Command(tool, "-dc", path)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("%w %s: %s -dc: %v %s", ErrCompressed, path, tool, err, strings.TrimSpace(stderr.String()))
+	}
+	return out, nil
+}
+
+// Depends parses the contents of a .modinfo section (NUL-separated
+// key=value strings) and returns the names in its depends= entry.
+func Depends(modinfo []byte) []string {
+	var deps []string
+	for _, kv := range bytes.Split(modinfo, []byte{0}) {
+		v, ok := bytes.CutPrefix(kv, []byte("depends="))
+		if !ok {
+			continue
+		}
+		for _, d := range strings.Split(string(v), ",") {
+			if d = strings.TrimSpace(d); d != "" {
+				deps = append(deps, Name(d))
+			}
+		}
+	}
+	return deps
+}

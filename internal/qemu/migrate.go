@@ -1,0 +1,154 @@
+package qemu
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+)
+
+// snapshotFD is the name the snapshot file descriptor is known by in QEMU.
+const snapshotFD = "provium-snapshot"
+
+// migrationPoll is how often migration state is polled, in case an event
+// is missed; completion itself is normally signalled by an event.
+const migrationPoll = 100 * time.Millisecond
+
+// migrationBandwidth lifts QEMU's default 32 MiB/s cap on migration: the
+// stream goes to a local file, as fast as the disk takes it.
+const migrationBandwidth = 1 << 40
+
+type migrationInfo struct {
+	Status    string `json:"status"`
+	ErrorDesc string `json:"error-desc"`
+}
+
+// SaveSnapshot stops the guest and writes its whole state (RAM and
+// devices) to f as a migration stream, which Config.Incoming loads into a
+// new QEMU. The guest stays stopped afterwards; QEMU is left in the
+// "postmigrate" state, good only for being killed.
+//
+// QEMU 7.2 cannot migrate to a file by name, so f's descriptor is passed
+// over QMP (getfd) and the stream written to it (fd: URI).
+func (p *Process) SaveSnapshot(ctx context.Context, f *os.File) error {
+	if err := p.Stop(ctx); err != nil {
+		return fmt.Errorf("%w: %w", ErrMigration, err)
+	}
+	if _, err := p.QMP(ctx, "migrate-set-capabilities", map[string]any{
+		"capabilities": []map[string]any{{"capability": "events", "state": true}},
+	}); err != nil {
+		return fmt.Errorf("%w: %w", ErrMigration, err)
+	}
+	if _, err := p.QMP(ctx, "migrate-set-parameters", map[string]any{
+		"max-bandwidth": migrationBandwidth,
+	}); err != nil {
+		return fmt.Errorf("%w: %w", ErrMigration, err)
+	}
+	if _, err := p.qmp.ExecuteWithFile(ctx, "getfd", map[string]string{"fdname": snapshotFD}, f); err != nil {
+		return fmt.Errorf("%w: pass %s: %w", ErrMigration, f.Name(), err)
+	}
+	events, unsubscribe := p.qmp.Subscribe()
+	defer unsubscribe()
+	if _, err := p.QMP(ctx, "migrate", map[string]string{"uri": "fd:" + snapshotFD}); err != nil {
+		p.qmp.Execute(context.Background(), "closefd", map[string]string{"fdname": snapshotFD})
+		return fmt.Errorf("%w: %w", ErrMigration, err)
+	}
+
+	tick := time.NewTicker(migrationPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				events = nil // connection gone; p.done says why
+				continue
+			}
+			if ev.Name != "MIGRATION" {
+				continue
+			}
+			var st migrationInfo
+			json.Unmarshal(ev.Data, &st)
+			if !finished(st.Status) {
+				continue
+			}
+		case <-tick.C:
+		case <-p.done:
+			return fmt.Errorf("%w: %w", ErrMigration, p.exitErr())
+		case <-ctx.Done():
+			p.qmp.Execute(context.Background(), "migrate_cancel", nil)
+			return fmt.Errorf("%w: %w", ErrMigration, ctx.Err())
+		}
+		info, err := p.queryMigrate(ctx)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrMigration, err)
+		}
+		switch info.Status {
+		case "completed":
+			return nil
+		case "failed", "cancelled":
+			msg := info.ErrorDesc
+			if msg == "" {
+				msg = "no reason given"
+			}
+			return fmt.Errorf("%w: migration %s: %s", ErrMigration, info.Status, msg)
+		}
+	}
+}
+
+func finished(status string) bool {
+	return status == "completed" || status == "failed" || status == "cancelled"
+}
+
+func (p *Process) queryMigrate(ctx context.Context) (migrationInfo, error) {
+	var info migrationInfo
+	ret, err := p.QMP(ctx, "query-migrate", nil)
+	if err != nil {
+		return info, err
+	}
+	err = json.Unmarshal(ret, &info)
+	return info, err
+}
+
+// incomingPoll is how often WaitIncoming looks at the run state. The
+// destination gets no migration events (they need a capability that
+// cannot be set before QEMU starts loading), so it polls.
+const incomingPoll = 10 * time.Millisecond
+
+// WaitIncoming waits until a QEMU started with Config.Incoming has loaded
+// the snapshot. The guest is then paused; Cont runs it.
+func (p *Process) WaitIncoming(ctx context.Context) error {
+	tick := time.NewTicker(incomingPoll)
+	defer tick.Stop()
+	for {
+		st, err := p.Status(ctx)
+		if err != nil {
+			// A failed load makes QEMU exit; report that, not the
+			// lost connection.
+			select {
+			case <-p.done:
+				return fmt.Errorf("%w: load snapshot: %w", ErrMigration, p.exitErr())
+			default:
+			}
+			return fmt.Errorf("%w: load snapshot: %w", ErrMigration, err)
+		}
+		switch st {
+		case "inmigrate":
+		case "paused", "running":
+			return nil
+		default:
+			msg := ""
+			if info, err := p.queryMigrate(ctx); err == nil && info.ErrorDesc != "" {
+				msg = ": " + info.ErrorDesc
+			}
+			return fmt.Errorf("%w: load snapshot: unexpected state %q%s", ErrMigration, st, msg)
+		}
+		select {
+		case <-tick.C:
+		case <-p.done:
+			return fmt.Errorf("%w: load snapshot: %w", ErrMigration, p.exitErr())
+		case <-ctx.Done():
+			return fmt.Errorf("%w: load snapshot: %w", ErrMigration, ctx.Err())
+		}
+	}
+}

@@ -1,0 +1,383 @@
+// Package qemu starts and controls the QEMU process of one VM: it builds
+// the command line from a Config and its Devices, starts QEMU so that it
+// can never outlive Provium, and drives it over QMP (state queries,
+// pause/resume, power-off, and snapshots as migration streams).
+//
+// Environment:
+//
+//	PROVIUM_QEMU   the QEMU binary (default qemu-system-x86_64 in $PATH)
+//	PROVIUM_ACCEL  "kvm" or "tcg", instead of probing /dev/kvm (see Accel)
+//
+// QMP runs over a socket pair inherited by QEMU, so nothing is created on
+// disk and there is no window in which another process could connect.
+package qemu
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/provium/provium/internal/qemu/qmp"
+)
+
+var (
+	// ErrExited means QEMU is no longer running.
+	ErrExited = errors.New("qemu exited")
+	// ErrMigration means saving or loading a snapshot failed.
+	ErrMigration = errors.New("snapshot migration failed")
+)
+
+// DefaultBinary is the QEMU used when neither Config.Binary nor
+// $PROVIUM_QEMU says otherwise.
+const DefaultBinary = "qemu-system-x86_64"
+
+// qmpTimeout bounds QEMU's startup up to a working QMP connection; QEMU
+// greets within milliseconds, so this only catches a wedged host.
+const qmpTimeout = 30 * time.Second
+
+// Binary returns the QEMU binary to run: $PROVIUM_QEMU, else DefaultBinary.
+func Binary() string {
+	if b := os.Getenv("PROVIUM_QEMU"); b != "" {
+		return b
+	}
+	return DefaultBinary
+}
+
+// Config describes one QEMU process.
+type Config struct {
+	Binary    string // default Binary()
+	Accel     string // "kvm" or "tcg"; default Accel()
+	Machine   string // default DefaultMachine
+	Kernel    string
+	Initrd    string
+	Append    []string // extra kernel arguments, after the devices' own
+	MemoryMiB int      // default 512
+	CPUs      int      // default 1
+	Devices   []Device
+	// Dir is the VM's runtime directory. QEMU needs none today (QMP
+	// uses an inherited socket); it is kept for devices that do.
+	Dir string
+	// Console receives the guest's serial console (ttyS0), if set.
+	Console io.Writer
+	// Incoming, if set, is a snapshot written by SaveSnapshot: QEMU
+	// loads it instead of booting and stays paused (see WaitIncoming).
+	// The same machine (memory, devices) must be configured.
+	Incoming *os.File
+}
+
+func (cfg Config) withDefaults() Config {
+	if cfg.Binary == "" {
+		cfg.Binary = Binary()
+	}
+	if cfg.Accel == "" {
+		cfg.Accel = Accel()
+	}
+	if cfg.Machine == "" {
+		cfg.Machine = DefaultMachine
+	}
+	if cfg.MemoryMiB <= 0 {
+		cfg.MemoryMiB = 512
+	}
+	if cfg.CPUs <= 0 {
+		cfg.CPUs = 1
+	}
+	return cfg
+}
+
+// Process is a running QEMU.
+type Process struct {
+	cmdline string
+	proc    *os.Process
+	qmp     *qmp.Client
+	stderr  *tail
+
+	done chan struct{}
+	err  error // valid once done is closed
+}
+
+// Start starts QEMU and connects to its QMP monitor. ctx bounds the start
+// only: once Start has returned, QEMU runs until Kill, Quit, its own exit,
+// or the death of the Provium process, however it dies.
+func Start(ctx context.Context, cfg Config) (*Process, error) {
+	cfg = cfg.withDefaults()
+
+	qmpHost, qmpGuest, err := socketPair()
+	if err != nil {
+		return nil, fmt.Errorf("qemu: qmp socket: %w", err)
+	}
+	files := []*os.File{qmpGuest} // fd 3 in QEMU, qmpFD
+
+	var consoleR, consoleW *os.File
+	consolePath := ""
+	if cfg.Console != nil {
+		if consoleR, consoleW, err = os.Pipe(); err != nil {
+			qmpHost.Close()
+			qmpGuest.Close()
+			return nil, fmt.Errorf("qemu: console pipe: %w", err)
+		}
+		files = append(files, consoleW)
+		consolePath = fmt.Sprintf("/dev/fd/%d", 2+len(files))
+	}
+	incomingFD := 0
+	if cfg.Incoming != nil {
+		files = append(files, cfg.Incoming)
+		incomingFD = 2 + len(files)
+	}
+
+	args := cfg.args(consolePath, incomingFD)
+	stderr := &tail{max: 8 << 10}
+	cmd := exec.Command(cfg.Binary, args...)
+	cmd.ExtraFiles = files
+	cmd.Stdout = stderr
+	cmd.Stderr = stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		// Its own process group keeps a terminal's Ctrl-C away from
+		// QEMU: Provium decides how its VMs end.
+		Setpgid: true,
+		// Die with Provium, even on SIGKILL. The signal is tied to the
+		// thread that forks, hence startLocked.
+		Pdeathsig: syscall.SIGKILL,
+	}
+	p := &Process{
+		cmdline: ShellQuote(append([]string{cfg.Binary}, args...)),
+		stderr:  stderr,
+		done:    make(chan struct{}),
+	}
+	exited, err := startLocked(cmd)
+	// QEMU has its copies now. Ours must go at once: an open write end
+	// would hide QEMU's exit from the QMP and console readers.
+	qmpGuest.Close()
+	if consoleW != nil {
+		consoleW.Close()
+	}
+	if err != nil {
+		qmpHost.Close()
+		if consoleR != nil {
+			consoleR.Close()
+		}
+		return nil, fmt.Errorf("qemu: start %s: %w", cfg.Binary, err)
+	}
+	p.proc = cmd.Process
+
+	consoleDone := make(chan struct{})
+	if consoleR != nil {
+		go func() {
+			defer close(consoleDone)
+			defer consoleR.Close()
+			// A failing Console must not block the guest: keep draining.
+			io.Copy(ignoreErrors{cfg.Console}, consoleR)
+		}()
+	} else {
+		close(consoleDone)
+	}
+	go func() {
+		werr := <-exited
+		qmpHost.Close() // ends the QMP client too
+		<-consoleDone
+		if werr != nil {
+			msg := stderr.String()
+			if msg != "" {
+				werr = fmt.Errorf("%w: %v: %s", ErrExited, werr, msg)
+			} else {
+				werr = fmt.Errorf("%w: %v", ErrExited, werr)
+			}
+		}
+		p.err = werr
+		close(p.done)
+	}()
+
+	qctx, cancel := context.WithTimeout(ctx, qmpTimeout)
+	defer cancel()
+	c, err := qmp.Connect(qctx, qmpHost)
+	if err != nil {
+		p.Kill()
+		<-p.done
+		if p.err != nil && ctx.Err() == nil {
+			err = p.err // QEMU's own complaint says more
+		}
+		return nil, fmt.Errorf("qemu: connect to QMP: %w\ncommand: %s", err, p.cmdline)
+	}
+	p.qmp = c
+	return p, nil
+}
+
+// CommandLine is QEMU's command line, quoted for pasting into a shell
+// (the inherited descriptors it names are not there, of course).
+func (p *Process) CommandLine() string { return p.cmdline }
+
+// Done is closed when QEMU has exited and its console is drained.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Err is QEMU's exit status once Done is closed: nil for a clean exit.
+func (p *Process) Err() error {
+	select {
+	case <-p.done:
+		return p.err
+	default:
+		return nil
+	}
+}
+
+// Wait waits for QEMU to exit and returns Err.
+func (p *Process) Wait() error {
+	<-p.done
+	return p.err
+}
+
+// Kill kills QEMU at once. It is safe to call at any time, more than once.
+func (p *Process) Kill() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	// os.Process signals through a pidfd: never a recycled pid.
+	p.proc.Signal(syscall.SIGKILL)
+}
+
+// Pid is QEMU's process id.
+func (p *Process) Pid() int { return p.proc.Pid }
+
+// QMP runs a QMP command and returns its result.
+func (p *Process) QMP(ctx context.Context, cmd string, args any) (json.RawMessage, error) {
+	select {
+	case <-p.done:
+		return nil, fmt.Errorf("qmp %s: %w", cmd, p.exitErr())
+	default:
+	}
+	ret, err := p.qmp.Execute(ctx, cmd, args)
+	if err != nil && errors.Is(err, qmp.ErrClosed) {
+		// The connection ends because QEMU is exiting: say so.
+		select {
+		case <-p.done:
+			return nil, fmt.Errorf("qmp %s: %w", cmd, p.exitErr())
+		case <-time.After(time.Second):
+		}
+	}
+	return ret, err
+}
+
+func (p *Process) exitErr() error {
+	if p.err != nil {
+		return p.err
+	}
+	return ErrExited
+}
+
+// Subscribe returns QEMU's asynchronous events from now on (SHUTDOWN,
+// GUEST_PANICKED, ...) and a function that ends the subscription; see
+// qmp.Client.Subscribe.
+func (p *Process) Subscribe() (<-chan qmp.Event, func()) { return p.qmp.Subscribe() }
+
+// Stop pauses the guest's CPUs.
+func (p *Process) Stop(ctx context.Context) error {
+	_, err := p.QMP(ctx, "stop", nil)
+	return err
+}
+
+// Cont resumes the guest's CPUs.
+func (p *Process) Cont(ctx context.Context) error {
+	_, err := p.QMP(ctx, "cont", nil)
+	return err
+}
+
+// Status returns QEMU's run state: "running", "paused", "inmigrate",
+// "postmigrate", "shutdown", ...
+func (p *Process) Status(ctx context.Context) (string, error) {
+	ret, err := p.QMP(ctx, "query-status", nil)
+	if err != nil {
+		return "", err
+	}
+	var st struct {
+		Status string `json:"status"`
+	}
+	if err := json.Unmarshal(ret, &st); err != nil {
+		return "", fmt.Errorf("query-status: %w", err)
+	}
+	return st.Status, nil
+}
+
+// SystemPowerdown presses the ACPI power button; the guest decides what
+// to do about it.
+func (p *Process) SystemPowerdown(ctx context.Context) error {
+	_, err := p.QMP(ctx, "system_powerdown", nil)
+	return err
+}
+
+// Quit asks QEMU to exit and waits until it has.
+func (p *Process) Quit(ctx context.Context) error {
+	_, err := p.qmp.Execute(ctx, "quit", nil)
+	if err != nil && !errors.Is(err, qmp.ErrClosed) {
+		return err
+	}
+	select {
+	case <-p.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("qemu quit: %w", ctx.Err())
+	}
+}
+
+// socketPair returns a connected pair: the host end as a *net.UnixConn and
+// the end QEMU inherits as a file.
+func socketPair() (*net.UnixConn, *os.File, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	hf := os.NewFile(uintptr(fds[0]), "qmp")
+	defer hf.Close()
+	c, err := net.FileConn(hf)
+	if err != nil {
+		unix.Close(fds[1])
+		return nil, nil, err
+	}
+	return c.(*net.UnixConn), os.NewFile(uintptr(fds[1]), "qmp-qemu"), nil
+}
+
+// tail keeps the last max bytes written, for error messages.
+type tail struct {
+	mu  sync.Mutex
+	max int
+	buf []byte
+}
+
+func (t *tail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if over := len(t.buf) - t.max; over > 0 {
+		t.buf = append(t.buf[:0], t.buf[over:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(trimSpace(t.buf))
+}
+
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == ' ' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+type ignoreErrors struct{ w io.Writer }
+
+func (w ignoreErrors) Write(p []byte) (int, error) {
+	w.w.Write(p)
+	return len(p), nil
+}
