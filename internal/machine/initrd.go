@@ -1,0 +1,159 @@
+package machine
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/provium/provium/internal/initramfs"
+	"github.com/provium/provium/internal/kmod"
+	"github.com/provium/provium/internal/profile"
+)
+
+// AgentBinary is the host file injected into guests as init and agent:
+// $PROVIUM_AGENT, else the running executable (which is provium itself).
+func AgentBinary() (string, error) {
+	if p := os.Getenv("PROVIUM_AGENT"); p != "" {
+		return p, nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("locate the agent binary: %w", err)
+	}
+	return exe, nil
+}
+
+// identity is a cheap stand-in for a file's content in cache keys: a file
+// rewritten in place changes size or mtime.
+func identity(path string) (string, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s|%d|%d", path, st.Size(), st.ModTime().UnixNano()), nil
+}
+
+var modulesCache sync.Map // modules dir -> []string
+
+func transportModules(dir string) ([]string, error) {
+	if dir == "" {
+		return nil, nil
+	}
+	if v, ok := modulesCache.Load(dir); ok {
+		return v.([]string), nil
+	}
+	mods, err := kmod.Resolve(dir, kmod.TransportModules...)
+	if err != nil {
+		return nil, fmt.Errorf("transport modules: %w", err)
+	}
+	modulesCache.Store(dir, mods)
+	return mods, nil
+}
+
+// baseInitrd returns an initramfs with the profile's own archive followed by
+// the shim (agent and transport modules). It is cached by content identity,
+// so boots after the first cost nothing here.
+func baseInitrd(p *profile.Profile) (string, error) {
+	agent, err := AgentBinary()
+	if err != nil {
+		return "", err
+	}
+	if err := checkStatic(agent); err != nil {
+		return "", err
+	}
+	mods, err := transportModules(p.ModulesDir)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	id, err := identity(agent)
+	if err != nil {
+		return "", fmt.Errorf("agent binary: %w", err)
+	}
+	fmt.Fprintln(h, "shim", id)
+	for _, m := range mods {
+		fmt.Fprintln(h, m)
+	}
+	var userID string
+	if p.Initrd != "" {
+		if userID, err = identity(p.Initrd); err != nil {
+			return "", fmt.Errorf("profile %s: initrd: %w", p.Name, err)
+		}
+		fmt.Fprintln(h, "initrd", userID)
+	}
+	dir := filepath.Join(profile.CacheDir(), "initramfs")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	return initramfs.Cached(dir, "initrd", h.Sum(nil), func(w io.Writer) error {
+		if p.Initrd != "" {
+			if err := appendFile(w, p.Initrd); err != nil {
+				return err
+			}
+		}
+		return initramfs.WriteShim(w, initramfs.Shim{Agent: agent, Modules: mods})
+	})
+}
+
+// appendFile copies a whole file and pads to a 512-byte boundary: the
+// kernel expects each concatenated archive to start aligned.
+func appendFile(w io.Writer, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	n, err := io.Copy(w, f)
+	if err != nil {
+		return fmt.Errorf("copy %s: %w", path, err)
+	}
+	if pad := (512 - n%512) % 512; pad > 0 {
+		_, err = w.Write(make([]byte, pad))
+	}
+	return err
+}
+
+// bootInitrd returns the initramfs for one boot: the cached base, plus an
+// archive of the boot's files when there are any.
+func bootInitrd(p *profile.Profile, dir string, files map[string]string) (string, error) {
+	base, err := baseInitrd(p)
+	if err != nil {
+		return "", err
+	}
+	if len(files) == 0 {
+		return base, nil
+	}
+	path := filepath.Join(dir, "initrd")
+	f, err := os.Create(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	if err := appendFile(f, base); err != nil {
+		return "", err
+	}
+	if err := initramfs.WriteFiles(f, files); err != nil {
+		return "", fmt.Errorf("boot files: %w", err)
+	}
+	return path, f.Close()
+}
+
+var staticChecked sync.Map // path -> error
+
+// checkStatic refuses a dynamically linked agent: the guest has no libc for
+// it, and the kernel's "error -2" from init would explain nothing.
+func checkStatic(agent string) error {
+	if v, ok := staticChecked.Load(agent); ok {
+		err, _ := v.(error)
+		return err
+	}
+	err := initramfs.CheckStatic(agent)
+	if err != nil {
+		err = fmt.Errorf("the agent binary must be statically linked; rebuild provium with CGO_ENABLED=0 (go install): %w", err)
+	}
+	staticChecked.Store(agent, err)
+	return err
+}

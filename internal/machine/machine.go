@@ -1,0 +1,397 @@
+// Package machine is a VM as tests see it: a QEMU process booted from a
+// profile with Provium's shim in its initramfs, and a session with the agent
+// inside. It boots, snapshots, resumes, powers off and kills, and reports
+// every failure with the console tail.
+package machine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/provium/provium/internal/client"
+	"github.com/provium/provium/internal/profile"
+	"github.com/provium/provium/internal/qemu"
+	"github.com/provium/provium/internal/wire"
+)
+
+// Deadlines of the lifecycle.
+const (
+	BootTimeout     = 30 * time.Second
+	ShutdownTimeout = 10 * time.Second
+	ResumeTimeout   = 30 * time.Second
+)
+
+// PortName is the virtio-serial port the agent listens on.
+const PortName = "org.provium.agent"
+
+// States a VM goes through.
+const (
+	StateCreated  = "created"
+	StateRunning  = "running"
+	StateShutDown = "shut down"
+	StateKilled   = "killed"
+	StateDead     = "dead" // QEMU exited on its own
+)
+
+// Sentinel errors.
+var (
+	ErrState      = errors.New("VM is in the wrong state")
+	ErrBootFailed = errors.New("VM did not boot")
+)
+
+// Config is what a VM needs from the world around it.
+type Config struct {
+	Name    string // in messages and logs, e.g. "minimal#1"
+	Profile *profile.Profile
+	Dir     string    // private scratch directory, removed when the VM stops
+	Log     io.Writer // console and call trace; may be nil
+	// OnStop runs once when the VM stops, however it stops (pool release).
+	OnStop func()
+	// OnReady runs when the VM is up: event is "booted" or "resumed".
+	OnReady func(event string, d time.Duration)
+}
+
+// Shape is everything a snapshot needs to be restored: the same kernel,
+// initramfs, command line and hardware.
+type Shape struct {
+	Kernel    string   `json:"kernel"`
+	Initrd    string   `json:"initrd"`
+	Append    []string `json:"append"`
+	MemoryMiB int      `json:"memory_mib"`
+	CPUs      int      `json:"cpus"`
+	Disks     []Disk   `json:"disks,omitempty"`
+}
+
+// VM is one virtual machine.
+type VM struct {
+	cfg     Config
+	console *console
+
+	mu       sync.Mutex
+	state    string
+	proc     *qemu.Process
+	sess     *client.Session
+	shape    Shape
+	stopOnce sync.Once
+}
+
+// New returns a VM that is not booted.
+func New(cfg Config) *VM {
+	return &VM{cfg: cfg, state: StateCreated, console: newConsole(cfg.Log, "["+cfg.Name+" console] ")}
+}
+
+// Name identifies the VM in messages.
+func (vm *VM) Name() string { return vm.cfg.Name }
+
+// State is the VM's lifecycle state.
+func (vm *VM) State() string {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	return vm.state
+}
+
+// Agent is the VM's own agent identity, nil unless running.
+func (vm *VM) Agent() *client.Agent {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	if vm.state != StateRunning || vm.sess == nil {
+		return nil
+	}
+	return vm.sess.Main()
+}
+
+// Session is the connection to the agent, nil unless running.
+func (vm *VM) Session() *client.Session {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	return vm.sess
+}
+
+// Shape is the machine shape the VM was started with.
+func (vm *VM) Shape() Shape { return vm.shape }
+
+// ConsoleTail returns the last n lines of the serial console.
+func (vm *VM) ConsoleTail(n int) []string { return vm.console.Tail(n) }
+
+// CommandLine is the QEMU command line, quoted for a shell.
+func (vm *VM) CommandLine() string {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	if vm.proc == nil {
+		return ""
+	}
+	return vm.proc.CommandLine()
+}
+
+// withTail adds the console tail to an error about this VM.
+func (vm *VM) withTail(err error) error {
+	tail := vm.console.Tail(20)
+	if len(tail) == 0 {
+		return err
+	}
+	return fmt.Errorf("%w\n%s", err, strings.TrimRight(FormatTail(tail), "\n"))
+}
+
+func (vm *VM) tracer() client.Tracer {
+	log := vm.cfg.Log
+	if log == nil {
+		return nil
+	}
+	var mu sync.Mutex
+	return func(ch uint32, op wire.Op, detail string, d time.Duration, err error) {
+		status := "ok"
+		if err != nil {
+			status = "error: " + err.Error()
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(log, "[%s call] ch%d %s %s %.2fms %s\n", vm.cfg.Name, ch, op, detail, float64(d.Microseconds())/1000, status)
+	}
+}
+
+// Boot starts QEMU and waits for the agent.
+func (vm *VM) Boot(ctx context.Context, opts BootOptions) error {
+	vm.mu.Lock()
+	if vm.state != StateCreated {
+		st := vm.state
+		vm.mu.Unlock()
+		return fmt.Errorf("boot %s: %w (state: %s)", vm.cfg.Name, ErrState, st)
+	}
+	vm.mu.Unlock()
+	start := time.Now()
+	if opts.MemoryMiB <= 0 {
+		opts.MemoryMiB = 512
+	}
+	if opts.CPUs <= 0 {
+		opts.CPUs = 1
+	}
+	p := vm.cfg.Profile
+	if err := os.MkdirAll(vm.cfg.Dir, 0o755); err != nil {
+		return fmt.Errorf("boot %s: %w", vm.cfg.Name, err)
+	}
+	initrd, err := bootInitrd(p, vm.cfg.Dir, opts.Files)
+	if err != nil {
+		vm.stop(StateDead)
+		return fmt.Errorf("boot %s: %w", vm.cfg.Name, err)
+	}
+	init := p.Init
+	if init == "" {
+		init = "/sbin/init"
+	}
+	appendArgs := []string{"rdinit=/provium/init", "provium.init=" + init}
+	if p.Append != "" {
+		appendArgs = append(appendArgs, strings.Fields(p.Append)...)
+	}
+	vm.shape = Shape{
+		Kernel: p.Kernel, Initrd: initrd, Append: appendArgs,
+		MemoryMiB: opts.MemoryMiB, CPUs: opts.CPUs, Disks: opts.Disks,
+	}
+	ctx, cancel := context.WithTimeout(ctx, BootTimeout)
+	defer cancel()
+	if err := vm.start(ctx, nil); err != nil {
+		return vm.bootError("boot", err)
+	}
+	if vm.cfg.OnReady != nil {
+		vm.cfg.OnReady("booted", time.Since(start))
+	}
+	return nil
+}
+
+func (vm *VM) bootError(what string, err error) error {
+	vm.Kill()
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, client.ErrTimeout) {
+		err = fmt.Errorf("no agent after %s", BootTimeout)
+	}
+	return vm.withTail(fmt.Errorf("%s %s: %w: %w", what, vm.cfg.Name, ErrBootFailed, err))
+}
+
+// start launches QEMU for vm.shape (restoring from incoming when set) and
+// opens the agent session.
+func (vm *VM) start(ctx context.Context, incoming *os.File) error {
+	sock := filepath.Join(vm.cfg.Dir, "agent.sock")
+	os.Remove(sock)
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		return fmt.Errorf("agent socket: %w", err)
+	}
+	defer ln.Close()
+
+	devices := []qemu.Device{
+		qemu.VirtioSerialPort{Name: PortName, SocketPath: sock},
+	}
+	for _, d := range vm.shape.Disks {
+		devices = append(devices, qemu.Disk{Path: d.Path, Format: d.Format, ReadOnly: d.ReadOnly})
+	}
+	proc, err := qemu.Start(ctx, qemu.Config{
+		Kernel:    vm.shape.Kernel,
+		Initrd:    vm.shape.Initrd,
+		Append:    vm.shape.Append,
+		MemoryMiB: vm.shape.MemoryMiB,
+		CPUs:      vm.shape.CPUs,
+		Devices:   devices,
+		Dir:       vm.cfg.Dir,
+		Console:   vm.console,
+		Incoming:  incoming,
+	})
+	if err != nil {
+		return err
+	}
+	vm.mu.Lock()
+	vm.proc = proc
+	vm.state = StateRunning
+	vm.mu.Unlock()
+	go vm.watch(proc)
+	if vm.cfg.Log != nil {
+		fmt.Fprintf(vm.cfg.Log, "[%s] %s\n", vm.cfg.Name, proc.CommandLine())
+	}
+
+	conn, err := accept(ctx, ln, proc)
+	if err != nil {
+		return err
+	}
+	if incoming != nil {
+		if err := proc.WaitIncoming(ctx); err != nil {
+			conn.Close()
+			return fmt.Errorf("restore snapshot: %w", err)
+		}
+		if err := proc.Cont(ctx); err != nil {
+			conn.Close()
+			return fmt.Errorf("continue after restore: %w", err)
+		}
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-proc.Done():
+			cancel()
+		case <-sctx.Done():
+		}
+	}()
+	sess, err := client.Open(sctx, conn, vm.tracer())
+	if err != nil {
+		if exited(proc) {
+			return fmt.Errorf("QEMU exited: %v", proc.Err())
+		}
+		return err
+	}
+	vm.mu.Lock()
+	vm.sess = sess
+	vm.mu.Unlock()
+	return nil
+}
+
+func exited(p *qemu.Process) bool {
+	select {
+	case <-p.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+// accept waits for QEMU to connect the agent port's chardev.
+func accept(ctx context.Context, ln net.Listener, proc *qemu.Process) (net.Conn, error) {
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		c, err := ln.Accept()
+		ch <- result{c, err}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return nil, fmt.Errorf("agent socket: %w", r.err)
+		}
+		return r.c, nil
+	case <-proc.Done():
+		return nil, fmt.Errorf("QEMU exited: %v", proc.Err())
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// watch marks the VM dead when QEMU exits by itself.
+func (vm *VM) watch(proc *qemu.Process) {
+	<-proc.Done()
+	vm.mu.Lock()
+	mine := vm.proc == proc && vm.state == StateRunning
+	vm.mu.Unlock()
+	if mine {
+		if vm.cfg.Log != nil {
+			fmt.Fprintf(vm.cfg.Log, "[%s] QEMU exited: %v\n", vm.cfg.Name, proc.Err())
+		}
+		vm.stop(StateDead)
+	}
+}
+
+// stop moves the VM to a final state and releases what it holds.
+func (vm *VM) stop(state string) {
+	vm.mu.Lock()
+	if vm.state == StateRunning || vm.state == StateCreated {
+		vm.state = state
+	}
+	proc, sess := vm.proc, vm.sess
+	vm.mu.Unlock()
+	if sess != nil {
+		sess.Close()
+	}
+	if proc != nil {
+		proc.Kill()
+		proc.Wait()
+	}
+	vm.stopOnce.Do(func() {
+		if vm.cfg.OnStop != nil {
+			vm.cfg.OnStop()
+		}
+		os.RemoveAll(vm.cfg.Dir)
+	})
+}
+
+// Shutdown powers the guest off and waits up to ShutdownTimeout for QEMU to
+// exit, then kills it. Shutting down a stopped VM does nothing.
+func (vm *VM) Shutdown(ctx context.Context) error {
+	vm.mu.Lock()
+	state, proc, sess := vm.state, vm.proc, vm.sess
+	if state == StateRunning {
+		// From here QEMU's exit is expected, not a death.
+		vm.state = StateShutDown
+	}
+	vm.mu.Unlock()
+	if state != StateRunning {
+		if state == StateCreated {
+			vm.stop(StateShutDown)
+		}
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, ShutdownTimeout)
+	defer cancel()
+	if sess != nil {
+		// The agent may power off before its reply gets out; either way
+		// we wait for QEMU below.
+		sess.PowerOff(ctx)
+	}
+	select {
+	case <-proc.Done():
+	case <-ctx.Done():
+	}
+	vm.stop(StateShutDown)
+	return nil
+}
+
+// Kill stops QEMU at once.
+func (vm *VM) Kill() error {
+	vm.stop(StateKilled)
+	return nil
+}
