@@ -1,0 +1,166 @@
+// Package harness connects the Lua bindings to real VMs: for each test file
+// it provides a luaapi.Host that knows the profiles, the resource pool, the
+// fixtures and the file's log.
+package harness
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/provium/provium/internal/fixture"
+	"github.com/provium/provium/internal/luaapi"
+	"github.com/provium/provium/internal/machine"
+	"github.com/provium/provium/internal/pool"
+	"github.com/provium/provium/internal/profile"
+	"github.com/provium/provium/internal/report"
+)
+
+// Config is what every file of one run shares.
+type Config struct {
+	StartDir string     // where provium started: profiles lookup, dofile base
+	RunDir   string     // /tmp/provium-runs/run-<id>
+	Pool     *pool.Pool // gates boots and resumes; nil: no gate
+	NoCache  bool       // bypass the persistent fixture cache
+}
+
+// Harness runs files against real VMs.
+type Harness struct {
+	cfg      Config
+	profiles *profile.Config
+	fixtures *fixture.Manager
+	seq      atomic.Int64
+
+	mu   sync.Mutex
+	live map[*machine.VM]bool
+	emit func(report.Event) // for fixture builds, which belong to no file
+}
+
+// New prepares a harness. A broken provium.toml is an error here, before
+// any file runs.
+func New(cfg Config) (*Harness, error) {
+	profiles, err := profile.Load(cfg.StartDir)
+	if err != nil {
+		return nil, err
+	}
+	build, err := BuildID()
+	if err != nil {
+		return nil, err
+	}
+	root := filepath.Join(profile.CacheDir(), "fixtures")
+	if cfg.NoCache {
+		root = filepath.Join(cfg.RunDir, "fixtures")
+	}
+	h := &Harness{cfg: cfg, profiles: profiles, live: map[*machine.VM]bool{}}
+	h.fixtures = &fixture.Manager{
+		Root:     root,
+		Project:  cfg.StartDir,
+		BuildID:  build,
+		MaxBytes: cacheMax(),
+		Build:    h.buildFixture,
+	}
+	return h, nil
+}
+
+// Fixtures is the harness's fixture manager.
+func (h *Harness) Fixtures() *fixture.Manager { return h.fixtures }
+
+var buildID struct {
+	once sync.Once
+	id   string
+	err  error
+}
+
+// BuildID identifies the provium build by the content of its binary, so a
+// new build never resumes snapshots of an old agent.
+func BuildID() (string, error) {
+	buildID.once.Do(func() {
+		exe, err := machine.AgentBinary()
+		if err != nil {
+			buildID.err = err
+			return
+		}
+		f, err := os.Open(exe)
+		if err != nil {
+			buildID.err = fmt.Errorf("hash provium binary: %w", err)
+			return
+		}
+		defer f.Close()
+		h := sha256.New()
+		if _, err := io.Copy(h, f); err != nil {
+			buildID.err = fmt.Errorf("hash provium binary: %w", err)
+			return
+		}
+		buildID.id = hex.EncodeToString(h.Sum(nil))[:16]
+	})
+	return buildID.id, buildID.err
+}
+
+func cacheMax() int64 {
+	v := os.Getenv("PROVIUM_FIXTURE_CACHE_MAX")
+	if v == "" {
+		return 0
+	}
+	n, err := pool.ParseSize(v)
+	if err != nil {
+		return 0
+	}
+	return int64(n) << 20
+}
+
+// RunFile runs one Lua file. log receives the file's console output and call
+// trace; emit receives VM and sub-test events.
+func (h *Harness) RunFile(ctx context.Context, file string, log io.Writer, emit func(report.Event)) *luaapi.Result {
+	if emit == nil {
+		emit = func(report.Event) {}
+	}
+	host := h.newHost(file, log, emit, nil)
+	defer host.killAll()
+	return luaapi.Run(ctx, luaapi.Options{
+		Path:     file,
+		StartDir: h.cfg.StartDir,
+		Host:     host,
+		Log:      log,
+		OnSubtest: func(s luaapi.Subtest) {
+			ev := report.Event{Kind: "subtest", File: file, Name: s.Name, Status: s.Status.String(), Duration: s.Duration}
+			if s.Failure != nil {
+				ev.Message = s.Failure.Message
+			}
+			emit(ev)
+		},
+	})
+}
+
+// Close kills every VM the harness still has.
+func (h *Harness) Close() {
+	h.mu.Lock()
+	vms := make([]*machine.VM, 0, len(h.live))
+	for vm := range h.live {
+		vms = append(vms, vm)
+	}
+	h.mu.Unlock()
+	for _, vm := range vms {
+		vm.Kill()
+	}
+}
+
+func (h *Harness) track(vm *machine.VM, live bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if live {
+		h.live[vm] = true
+	} else {
+		delete(h.live, vm)
+	}
+}
+
+func (h *Harness) vmDir(name string) string {
+	return filepath.Join(h.cfg.RunDir, "vm", fmt.Sprintf("%s-%d", name, time.Now().UnixNano()))
+}

@@ -1,0 +1,258 @@
+package harness
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/provium/provium/internal/fixture"
+	"github.com/provium/provium/internal/luaapi"
+	"github.com/provium/provium/internal/machine"
+	"github.com/provium/provium/internal/report"
+)
+
+// fileHost is the luaapi.Host of one file or fixture script.
+type fileHost struct {
+	h     *Harness
+	file  string
+	log   io.Writer
+	emit  func(report.Event)
+	chain []string // fixture scripts being built around this one
+
+	mu   sync.Mutex
+	vms  []*hostVM
+	uses []fixture.Use
+}
+
+func (h *Harness) newHost(file string, log io.Writer, emit func(report.Event), chain []string) *fileHost {
+	abs, err := filepath.Abs(file)
+	if err != nil {
+		abs = file
+	}
+	return &fileHost{h: h, file: abs, log: log, emit: emit, chain: chain}
+}
+
+// hostVM is a machine.VM whose boot takes its share of the resource pool.
+type hostVM struct {
+	*machine.VM
+	host *fileHost
+
+	mu      sync.Mutex
+	release func()
+}
+
+func (v *hostVM) setRelease(f func()) {
+	v.mu.Lock()
+	v.release = f
+	v.mu.Unlock()
+}
+
+func (v *hostVM) releasePool() {
+	v.mu.Lock()
+	f := v.release
+	v.release = nil
+	v.mu.Unlock()
+	if f != nil {
+		f()
+	}
+}
+
+// Boot waits for room in the pool, then boots.
+func (v *hostVM) Boot(ctx context.Context, opts machine.BootOptions) error {
+	if v.State() != machine.StateCreated {
+		return v.VM.Boot(ctx, opts) // the VM names its state
+	}
+	if opts.MemoryMiB <= 0 {
+		opts.MemoryMiB = 512
+	}
+	if opts.CPUs <= 0 {
+		opts.CPUs = 1
+	}
+	if err := v.acquire(ctx, opts.MemoryMiB, opts.CPUs); err != nil {
+		return fmt.Errorf("boot %s: %w", v.Name(), err)
+	}
+	v.host.h.track(v.VM, true)
+	return v.VM.Boot(ctx, opts)
+}
+
+func (v *hostVM) acquire(ctx context.Context, mem, cpus int) error {
+	p := v.host.h.cfg.Pool
+	if p == nil {
+		return nil
+	}
+	rel, err := p.Acquire(ctx, mem, cpus)
+	if err != nil {
+		return err
+	}
+	v.setRelease(rel)
+	return nil
+}
+
+func (fh *fileHost) machineConfig(name string, v *hostVM) machine.Config {
+	return machine.Config{
+		Name: name,
+		Dir:  fh.h.vmDir(name),
+		Log:  fh.log,
+		OnStop: func() {
+			v.releasePool()
+			fh.h.track(v.VM, false)
+			fh.emit(report.Event{Kind: "vm_shutdown", File: fh.file, Name: name})
+		},
+		OnReady: func(event string, d time.Duration) {
+			fh.emit(report.Event{Kind: "vm_" + event, File: fh.file, Name: name, Duration: d})
+		},
+	}
+}
+
+// Create returns a VM of the named profile, not booted.
+func (fh *fileHost) Create(name string) (luaapi.Machine, error) {
+	p, err := fh.h.profiles.Get(name)
+	if err != nil {
+		return nil, err
+	}
+	vmName := fmt.Sprintf("%s#%d", name, fh.h.seq.Add(1))
+	v := &hostVM{host: fh}
+	cfg := fh.machineConfig(vmName, v)
+	cfg.Profile = p
+	v.VM = machine.New(cfg)
+	fh.add(v)
+	return v, nil
+}
+
+func (fh *fileHost) add(v *hostVM) {
+	fh.mu.Lock()
+	fh.vms = append(fh.vms, v)
+	fh.mu.Unlock()
+}
+
+// Fixture resumes fixture name, building it first if needed. A snapshot
+// that does not restore is dropped and built again, once.
+func (fh *fileHost) Fixture(ctx context.Context, name string) (luaapi.Machine, error) {
+	script, err := fh.h.fixtures.Find(name, filepath.Dir(fh.file))
+	if err != nil {
+		return nil, err
+	}
+	chain := append(append([]string{}, fh.chain...), fh.file)
+	for attempt := 0; ; attempt++ {
+		e, err := fh.h.fixtures.Get(withChain(ctx, chain), name, script, chain)
+		if err != nil {
+			return nil, err
+		}
+		v, err := fh.resume(ctx, e)
+		if err == nil {
+			fh.mu.Lock()
+			fh.uses = append(fh.uses, fixture.Use{Name: name, Script: script, Key: e.Key})
+			fh.mu.Unlock()
+			return v, nil
+		}
+		if attempt > 0 || ctx.Err() != nil || !errors.Is(err, machine.ErrBootFailed) {
+			return nil, err
+		}
+		fmt.Fprintf(fh.log, "[fixture %s] snapshot did not restore, rebuilding: %v\n", name, err)
+		fh.h.fixtures.Invalidate(e)
+	}
+}
+
+func (fh *fileHost) resume(ctx context.Context, e *fixture.Entry) (*hostVM, error) {
+	vmName := fmt.Sprintf("%s#%d", e.Name, fh.h.seq.Add(1))
+	v := &hostVM{host: fh}
+	if err := v.acquire(ctx, e.Shape.MemoryMiB, e.Shape.CPUs); err != nil {
+		return nil, fmt.Errorf("fixture %q: %w", e.Name, err)
+	}
+	vm, err := machine.Resume(ctx, fh.machineConfig(vmName, v), e.Snapshot, e.Shape)
+	if err != nil {
+		v.releasePool()
+		return nil, err
+	}
+	v.VM = vm
+	fh.h.track(vm, true)
+	fh.add(v)
+	return v, nil
+}
+
+// killAll stops every VM of the file that is still up.
+func (fh *fileHost) killAll() {
+	fh.mu.Lock()
+	vms := fh.vms
+	fh.mu.Unlock()
+	for _, v := range vms {
+		v.Kill()
+	}
+}
+
+type chainKey struct{}
+
+func withChain(ctx context.Context, chain []string) context.Context {
+	return context.WithValue(ctx, chainKey{}, chain)
+}
+
+// buildFixture runs a fixture script and hands its last VM to the fixture
+// manager for the snapshot; every other VM the script made is killed.
+func (h *Harness) buildFixture(ctx context.Context, name, script string) (*fixture.Built, error) {
+	chain, _ := ctx.Value(chainKey{}).([]string)
+	logPath := filepath.Join(h.cfg.RunDir, "fixture-"+name+".log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer logFile.Close()
+	emit := h.emit
+	if emit == nil {
+		emit = func(report.Event) {}
+	}
+	host := h.newHost(script, logFile, emit, chain)
+	res := luaapi.Run(ctx, luaapi.Options{Path: script, StartDir: h.cfg.StartDir, Host: host, Log: logFile, Fixture: true})
+	var last *hostVM
+	host.mu.Lock()
+	if n := len(host.vms); n > 0 {
+		last = host.vms[n-1]
+	}
+	vms := host.vms
+	uses := host.uses
+	host.mu.Unlock()
+	for _, v := range vms {
+		if v != last {
+			v.Kill()
+		}
+	}
+	if res.Status == luaapi.Failed {
+		if last != nil {
+			last.Kill()
+		}
+		return nil, fmt.Errorf("%s (log: %s)", failureText(res), logPath)
+	}
+	if last == nil {
+		return nil, errors.New("the script created no VM")
+	}
+	if last.State() != machine.StateRunning {
+		return nil, fmt.Errorf("its last VM %s is not running (state: %s)", last.Name(), last.State())
+	}
+	os.Remove(logPath)
+	return &fixture.Built{VM: last.VM, Loaded: res.Loaded, Uses: uses}, nil
+}
+
+func failureText(res *luaapi.Result) string {
+	f := res.Failure
+	if f == nil {
+		for _, s := range res.Subtests {
+			if s.Failure != nil {
+				f = s.Failure
+				break
+			}
+		}
+	}
+	if f == nil {
+		return "failed"
+	}
+	msg := f.Message
+	if len(f.Console) > 0 && !strings.Contains(msg, "--- console") {
+		msg += "\n" + strings.TrimRight(machine.FormatTail(f.Console), "\n")
+	}
+	return msg
+}
