@@ -1,0 +1,47 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/provium/provium/internal/bench"
+)
+
+func init() {
+	register("bench", "measure boot, resume, round trips, throughput and workers on real VMs", runBench)
+}
+
+func runBench(args []string) int {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: provium bench [-profile NAME] [-rounds N] [-suite N]\n\nBoots real VMs and prints what each operation costs.")
+		fs.PrintDefaults()
+	}
+	profile := fs.String("profile", "minimal", "profile to boot")
+	rounds := fs.Int("rounds", 200, "repetitions of each round-trip measurement")
+	suite := fs.Int("suite", 40, "files in the generated suite that resumes one shared fixture (0 skips it)")
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return exitOK
+		}
+		return exitUsage
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := bench.Run(ctx, os.Stdout, bench.Options{Profile: *profile, Rounds: *rounds})
+	if err == nil && *suite > 0 {
+		err = bench.Suite(ctx, os.Stdout, *suite)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "provium bench:", err)
+		if ctx.Err() != nil {
+			return exitInterrupted
+		}
+		return exitFail
+	}
+	return exitOK
+}
