@@ -9,9 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -216,8 +216,9 @@ func (vm *VM) bootError(what string, err error) error {
 // start launches QEMU for vm.shape (restoring from incoming when set) and
 // opens the agent session.
 func (vm *VM) start(ctx context.Context, incoming *os.File) error {
-	sock := filepath.Join(vm.cfg.Dir, "agent.sock")
-	os.Remove(sock)
+	// An abstract socket: no file to clean up, and no path length limit
+	// however deep the run directory is.
+	sock := fmt.Sprintf("@provium-%d-%x", os.Getpid(), rand.Uint64())
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
 		return fmt.Errorf("agent socket: %w", err)

@@ -53,7 +53,9 @@ func (c SerialConsole) KernelArgs() []string { return []string{"console=ttyS0"} 
 // /sys/class/virtio-ports/*/name in the guest) connected to the unix socket
 // SocketPath on the host. Provium listens on SocketPath before it starts
 // QEMU, and QEMU connects to it as a client at startup, so the host end
-// exists before the guest can write a byte.
+// exists before the guest can write a byte. A SocketPath starting with "@"
+// names a socket in the abstract namespace, which has no file and no
+// directory whose length could break the 108-byte limit of socket paths.
 type VirtioSerialPort struct {
 	Name       string
 	SocketPath string
@@ -63,7 +65,7 @@ func (v VirtioSerialPort) QEMUArgs() []string {
 	bus, ch := id("vser-", v.Name), id("port-", v.Name)
 	return []string{
 		"-device", "virtio-serial-pci,id=" + bus,
-		"-chardev", "socket,id=" + ch + ",path=" + opt(v.SocketPath),
+		"-chardev", "socket,id=" + ch + ",path=" + socketPath(v.SocketPath),
 		"-device", "virtserialport,bus=" + bus + ".0,chardev=" + ch + ",name=" + opt(v.Name),
 	}
 }
@@ -114,3 +116,10 @@ func (d Disk) QEMUArgs() []string {
 }
 
 func (d Disk) KernelArgs() []string { return nil }
+
+func socketPath(p string) string {
+	if name, ok := strings.CutPrefix(p, "@"); ok {
+		return opt(name) + ",abstract=on"
+	}
+	return opt(p)
+}
