@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"slices"
 )
 
 // Version is the protocol version both sides announce in the handshake.
@@ -107,13 +108,41 @@ func NewFrameReader(r io.Reader) *FrameReader {
 
 // ReadFrame returns the next valid frame. The payload is freshly allocated.
 func (fr *FrameReader) ReadFrame() (FrameHeader, []byte, error) {
+	h, b, err := fr.ReadFrameAppend(nil)
+	return h, b, err
+}
+
+// ReadFrameAppend reads the next valid frame and appends its payload to
+// dst, so a message's frames reassemble without an extra copy.
+func (fr *FrameReader) ReadFrameAppend(dst []byte) (FrameHeader, []byte, error) {
+	h, err := fr.peekHeader()
+	if err != nil {
+		return h, nil, err
+	}
+	if _, err := fr.r.Discard(HeaderSize); err != nil {
+		return h, nil, err
+	}
+	n := len(dst)
+	dst = slices.Grow(dst, int(h.Length))[:n+int(h.Length)]
+	if _, err := io.ReadFull(fr.r, dst[n:]); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return h, nil, err
+	}
+	return h, dst, nil
+}
+
+// peekHeader skips to the next valid frame header and returns it without
+// consuming it.
+func (fr *FrameReader) peekHeader() (FrameHeader, error) {
 	for {
 		hdr, err := fr.r.Peek(HeaderSize)
 		if err != nil {
 			if len(hdr) > 0 && errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
 			}
-			return FrameHeader{}, nil, err
+			return FrameHeader{}, err
 		}
 		if binary.LittleEndian.Uint32(hdr) != Magic ||
 			binary.LittleEndian.Uint32(hdr[20:]) != crc32.Checksum(hdr[:20], crcTable) {
@@ -129,19 +158,9 @@ func (fr *FrameReader) ReadFrame() (FrameHeader, []byte, error) {
 		if h.Length > MaxChunk {
 			// A valid CRC with a bad length is a peer that breaks the
 			// protocol, not line noise.
-			return h, nil, fmt.Errorf("frame on channel %d announces %d bytes: %w", h.Channel, h.Length, ErrFrameTooLarge)
+			return h, fmt.Errorf("frame on channel %d announces %d bytes: %w", h.Channel, h.Length, ErrFrameTooLarge)
 		}
-		if _, err := fr.r.Discard(HeaderSize); err != nil {
-			return h, nil, err
-		}
-		payload := make([]byte, h.Length)
-		if _, err := io.ReadFull(fr.r, payload); err != nil {
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
-			return h, nil, err
-		}
-		return h, payload, nil
+		return h, nil
 	}
 }
 

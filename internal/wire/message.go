@@ -62,24 +62,45 @@ func (m *Message) Size() int {
 //
 //	op u16 | id u32 | metaLen u32 | meta | nblobs u16 | (len u32 | bytes)*
 func (m *Message) Marshal() ([]byte, error) {
+	segs, total, err := m.segments()
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, 0, total)
+	for _, s := range segs {
+		b = append(b, s...)
+	}
+	return b, nil
+}
+
+// segments is the encoding as a list of slices, the blobs not copied.
+func (m *Message) segments() ([][]byte, int, error) {
 	if len(m.Blobs) > MaxBlobs {
-		return nil, fmt.Errorf("%v has %d blobs: %w", m.Op, len(m.Blobs), ErrMessageTooLarge)
+		return nil, 0, fmt.Errorf("%v has %d blobs: %w", m.Op, len(m.Blobs), ErrMessageTooLarge)
 	}
 	size := m.Size()
 	if size > MaxMessage {
-		return nil, fmt.Errorf("%v is %d bytes: %w", m.Op, size, ErrMessageTooLarge)
+		return nil, 0, fmt.Errorf("%v is %d bytes: %w", m.Op, size, ErrMessageTooLarge)
 	}
-	b := make([]byte, 0, size)
-	b = binary.LittleEndian.AppendUint16(b, uint16(m.Op))
-	b = binary.LittleEndian.AppendUint32(b, m.ID)
-	b = binary.LittleEndian.AppendUint32(b, uint32(len(m.Meta)))
-	b = append(b, m.Meta...)
-	b = binary.LittleEndian.AppendUint16(b, uint16(len(m.Blobs)))
+	head := make([]byte, 0, 12+len(m.Meta)+4*len(m.Blobs))
+	head = binary.LittleEndian.AppendUint16(head, uint16(m.Op))
+	head = binary.LittleEndian.AppendUint32(head, m.ID)
+	head = binary.LittleEndian.AppendUint32(head, uint32(len(m.Meta)))
+	head = append(head, m.Meta...)
+	head = binary.LittleEndian.AppendUint16(head, uint16(len(m.Blobs)))
+	segs := make([][]byte, 0, 1+2*len(m.Blobs))
+	cut := len(head)
 	for _, blob := range m.Blobs {
-		b = binary.LittleEndian.AppendUint32(b, uint32(len(blob)))
-		b = append(b, blob...)
+		head = binary.LittleEndian.AppendUint32(head, uint32(len(blob)))
 	}
-	return b, nil
+	segs = append(segs, head[:cut])
+	for i, blob := range m.Blobs {
+		segs = append(segs, head[cut+4*i:cut+4*i+4])
+		if len(blob) > 0 {
+			segs = append(segs, blob)
+		}
+	}
+	return segs, size, nil
 }
 
 // Unmarshal decodes a message produced by Marshal. Blobs alias b.
