@@ -36,27 +36,35 @@ func identity(path string) (string, error) {
 	return fmt.Sprintf("%s|%d|%d", path, st.Size(), st.ModTime().UnixNano()), nil
 }
 
-var modulesCache sync.Map // modules dir -> []string
+var modulesCache sync.Map // modules dir and set -> []string
 
-func transportModules(dir string) ([]string, error) {
+// guestModules resolves the modules the guest must load: the virtio-serial
+// transport's, plus virtio_blk when disks are attached. Each module loaded
+// costs boot time under emulation, so nothing else is included.
+func guestModules(dir string, disks bool) ([]string, error) {
 	if dir == "" {
 		return nil, nil
 	}
-	if v, ok := modulesCache.Load(dir); ok {
+	key := fmt.Sprintf("%s|%v", dir, disks)
+	if v, ok := modulesCache.Load(key); ok {
 		return v.([]string), nil
 	}
-	mods, err := kmod.Resolve(dir, kmod.TransportModules...)
-	if err != nil {
-		return nil, fmt.Errorf("transport modules: %w", err)
+	names := kmod.VirtioSerialModules
+	if disks {
+		names = append(append([]string{}, names...), kmod.DiskModules...)
 	}
-	modulesCache.Store(dir, mods)
+	mods, err := kmod.Resolve(dir, names...)
+	if err != nil {
+		return nil, fmt.Errorf("guest modules: %w", err)
+	}
+	modulesCache.Store(key, mods)
 	return mods, nil
 }
 
 // baseInitrd returns an initramfs with the profile's own archive followed by
 // the shim (agent and transport modules). It is cached by content identity,
 // so boots after the first cost nothing here.
-func baseInitrd(p *profile.Profile) (string, error) {
+func baseInitrd(p *profile.Profile, disks bool) (string, error) {
 	agent, err := AgentBinary()
 	if err != nil {
 		return "", err
@@ -64,7 +72,7 @@ func baseInitrd(p *profile.Profile) (string, error) {
 	if err := checkStatic(agent); err != nil {
 		return "", err
 	}
-	mods, err := transportModules(p.ModulesDir)
+	mods, err := guestModules(p.ModulesDir, disks)
 	if err != nil {
 		return "", err
 	}
@@ -118,8 +126,9 @@ func appendFile(w io.Writer, path string) error {
 
 // bootInitrd returns the initramfs for one boot: the cached base, plus an
 // archive of the boot's files when there are any.
-func bootInitrd(p *profile.Profile, dir string, files map[string]string) (string, error) {
-	base, err := baseInitrd(p)
+func bootInitrd(p *profile.Profile, dir string, opts BootOptions) (string, error) {
+	base, err := baseInitrd(p, len(opts.Disks) > 0 || p.Rootfs != "")
+	files := opts.Files
 	if err != nil {
 		return "", err
 	}

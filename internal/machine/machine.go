@@ -177,7 +177,7 @@ func (vm *VM) Boot(ctx context.Context, opts BootOptions) error {
 	if err := os.MkdirAll(vm.cfg.Dir, 0o755); err != nil {
 		return fmt.Errorf("boot %s: %w", vm.cfg.Name, err)
 	}
-	initrd, err := bootInitrd(p, vm.cfg.Dir, opts.Files)
+	initrd, err := bootInitrd(p, vm.cfg.Dir, opts)
 	if err != nil {
 		vm.stop(StateDead)
 		return fmt.Errorf("boot %s: %w", vm.cfg.Name, err)
