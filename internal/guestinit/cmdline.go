@@ -16,6 +16,7 @@ type Config struct {
 	Transport string // provium.transport=: virtio-serial (default) or vsock
 	Port      string // provium.port=: the virtio-serial port's name
 	VsockPort string // provium.vsock_port=: the vsock port to listen on
+	Root      string // provium.root=: a block device to switch to as /, read-only
 }
 
 const defaultInit = "/sbin/init"
@@ -61,6 +62,8 @@ func parseCmdline(s string) Config {
 			} else {
 				logf("provium.transport=%q: want virtio-serial or vsock", val)
 			}
+		case "provium.root":
+			c.Root = val
 		case "provium.port":
 			if val != "" {
 				c.Port = val

@@ -8,7 +8,9 @@
 //  2. load the kernel modules listed in /provium/modules.order, one path per
 //     line in load order (the transport's drivers, when they are not built
 //     into the kernel);
-//  3. read its settings from the kernel command line (see Config);
+//  3. read its settings from the kernel command line (see Config) and, for
+//     a profile that boots a disk image (provium.root=), make that disk the
+//     root file system;
 //  4. start the agent as a child: this same binary run as "provium-agent",
 //     with the transport settings in its environment and /dev/console as its
 //     standard streams;
@@ -41,6 +43,11 @@ func Main() {
 	setDefaultEnv()
 	loadModules(ModulesOrder, loadModule)
 	cfg := readConfig(cmdlinePath)
+	if cfg.Root != "" {
+		if err := switchRoot(cfg.Root); err != nil {
+			logf("root %s: %v; staying in the initramfs", cfg.Root, err)
+		}
+	}
 
 	pid, err := startAgent(cfg)
 	if err != nil {

@@ -190,9 +190,16 @@ func (vm *VM) Boot(ctx context.Context, opts BootOptions) error {
 	if p.Append != "" {
 		appendArgs = append(appendArgs, strings.Fields(p.Append)...)
 	}
+	disks := opts.Disks
+	if p.Rootfs != "" {
+		// The profile's disk image comes first, so it is /dev/vda, and
+		// read-only: every boot starts from the same image.
+		disks = append([]Disk{{Path: p.Rootfs, Format: imageFormat(p.Rootfs), ReadOnly: true}}, disks...)
+		appendArgs = append(appendArgs, "provium.root=/dev/vda")
+	}
 	vm.shape = Shape{
 		Kernel: p.Kernel, Initrd: initrd, Append: appendArgs,
-		MemoryMiB: opts.MemoryMiB, CPUs: opts.CPUs, Disks: opts.Disks,
+		MemoryMiB: opts.MemoryMiB, CPUs: opts.CPUs, Disks: disks,
 	}
 	ctx, cancel := context.WithTimeout(ctx, BootTimeout)
 	defer cancel()
@@ -395,4 +402,18 @@ func (vm *VM) Shutdown(ctx context.Context) error {
 func (vm *VM) Kill() error {
 	vm.stop(StateKilled)
 	return nil
+}
+
+// imageFormat tells qcow2 images (by their magic) from raw ones.
+func imageFormat(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return "raw"
+	}
+	defer f.Close()
+	magic := make([]byte, 4)
+	if _, err := io.ReadFull(f, magic); err == nil && string(magic) == "QFI\xfb" {
+		return "qcow2"
+	}
+	return "raw"
 }

@@ -1,0 +1,92 @@
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestProfileRootfs boots a provium.toml profile whose only image is a
+// disk: the shim is the whole initramfs and the disk becomes a read-only /.
+func TestProfileRootfs(t *testing.T) {
+	env := NewEnv(t, nil)
+	root := filepath.Join(t.TempDir(), "root")
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	busyboxRoot, _ := filepath.Glob(filepath.Join(userCache(t), "initramfs", "busybox-*.cpio"))
+	if len(busyboxRoot) == 0 {
+		// Any run of the built-in profile makes it; make one.
+		env.Write("warm.lua", `provium.create("minimal"):boot():kill()`)
+		env.Run("test", "warm.lua").MustPass(t)
+		busyboxRoot, _ = filepath.Glob(filepath.Join(env.Cache, "initramfs", "busybox-*.cpio"))
+	}
+	if len(busyboxRoot) == 0 {
+		t.Fatal("no busybox root archive to build the disk from")
+	}
+	in, err := os.Open(busyboxRoot[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	unpack := exec.Command("busybox", "cpio", "-id")
+	unpack.Dir, unpack.Stdin = root, in
+	if out, err := unpack.CombinedOutput(); err != nil {
+		t.Fatalf("unpack: %v\n%s", err, out)
+	}
+	if err := os.WriteFile(filepath.Join(root, "etc", "marker"), []byte("from the disk\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(env.Dir, "images", "disk.img")
+	os.MkdirAll(filepath.Dir(img), 0o755)
+	if err := os.Truncate(createFile(t, img), 64<<20); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mkfs.ext4", "-q", "-d", root, img).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v\n%s", err, out)
+	}
+	kernel := os.Getenv("PROVIUM_KERNEL")
+	for _, e := range env.Extra {
+		if k, ok := strings.CutPrefix(e, "PROVIUM_KERNEL="); ok {
+			kernel = k
+		}
+	}
+	env.Write("provium.toml", "[profile.disk]\nkernel = \""+kernel+"\"\nrootfs = \"images/disk.img\"\nappend = \"loglevel=6\"\n")
+	env.Write("tests/disk.lua", `
+local vm = provium.create("disk"):boot({memory = "256M"})
+test("the disk is the root", function()
+  assert_eq("from the disk\n", vm:read_file("/etc/marker"))
+  assert_contains(vm:exec("grep ' / ' /proc/mounts").stdout, "ro")
+  assert(not vm:exec("touch /etc/new").ok, "the root is read-only")
+end)
+test("the kernel got the profile's append", function()
+  assert_contains(vm:read_file("/proc/cmdline"), "loglevel=6")
+end)
+vm:shutdown()
+`)
+	env.Run("test", "tests/").MustPass(t)
+}
+
+func createFile(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	return path
+}
+
+// userCache is the cache provium setup filled.
+func userCache(t *testing.T) string {
+	if c := os.Getenv("PROVIUM_CACHE"); c != "" {
+		return c
+	}
+	home, err := os.UserCacheDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(home, "provium")
+}
