@@ -38,18 +38,21 @@ func identity(path string) (string, error) {
 
 var modulesCache sync.Map // modules dir and set -> []string
 
-// guestModules resolves the modules the guest must load: the virtio-serial
-// transport's, plus virtio_blk when disks are attached. Each module loaded
+// guestModules resolves the modules the guest must load: the transport's,
+// plus virtio_blk when disks are attached. Each module loaded
 // costs boot time under emulation, so nothing else is included.
-func guestModules(dir string, disks bool) ([]string, error) {
+func guestModules(dir string, disks bool, transport string) ([]string, error) {
 	if dir == "" {
 		return nil, nil
 	}
-	key := fmt.Sprintf("%s|%v", dir, disks)
+	key := fmt.Sprintf("%s|%v|%s", dir, disks, transport)
 	if v, ok := modulesCache.Load(key); ok {
 		return v.([]string), nil
 	}
 	names := kmod.VirtioSerialModules
+	if transport == TransportVsock {
+		names = kmod.VsockModules
+	}
 	if disks {
 		names = append(append([]string{}, names...), kmod.DiskModules...)
 	}
@@ -64,7 +67,7 @@ func guestModules(dir string, disks bool) ([]string, error) {
 // baseInitrd returns an initramfs with the profile's own archive followed by
 // the shim (agent and transport modules). It is cached by content identity,
 // so boots after the first cost nothing here.
-func baseInitrd(p *profile.Profile, disks bool) (string, error) {
+func baseInitrd(p *profile.Profile, disks bool, transport string) (string, error) {
 	agent, err := AgentBinary()
 	if err != nil {
 		return "", err
@@ -72,7 +75,7 @@ func baseInitrd(p *profile.Profile, disks bool) (string, error) {
 	if err := checkStatic(agent); err != nil {
 		return "", err
 	}
-	mods, err := guestModules(p.ModulesDir, disks)
+	mods, err := guestModules(p.ModulesDir, disks, transport)
 	if err != nil {
 		return "", err
 	}
@@ -126,8 +129,8 @@ func appendFile(w io.Writer, path string) error {
 
 // bootInitrd returns the initramfs for one boot: the cached base, plus an
 // archive of the boot's files when there are any.
-func bootInitrd(p *profile.Profile, dir string, opts BootOptions) (string, error) {
-	base, err := baseInitrd(p, len(opts.Disks) > 0 || p.Rootfs != "")
+func bootInitrd(p *profile.Profile, dir string, opts BootOptions, transport string) (string, error) {
+	base, err := baseInitrd(p, len(opts.Disks) > 0 || p.Rootfs != "", transport)
 	files := opts.Files
 	if err != nil {
 		return "", err

@@ -9,8 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
-	"net"
 	"os"
 	"strings"
 	"sync"
@@ -68,6 +66,7 @@ type Shape struct {
 	MemoryMiB int      `json:"memory_mib"`
 	CPUs      int      `json:"cpus"`
 	Disks     []Disk   `json:"disks,omitempty"`
+	Transport string   `json:"transport"` // "virtio-serial" or "vsock"
 }
 
 // VM is one virtual machine.
@@ -177,7 +176,8 @@ func (vm *VM) Boot(ctx context.Context, opts BootOptions) error {
 	if err := os.MkdirAll(vm.cfg.Dir, 0o755); err != nil {
 		return fmt.Errorf("boot %s: %w", vm.cfg.Name, err)
 	}
-	initrd, err := bootInitrd(p, vm.cfg.Dir, opts)
+	transport := ChooseTransport()
+	initrd, err := bootInitrd(p, vm.cfg.Dir, opts, transport)
 	if err != nil {
 		vm.stop(StateDead)
 		return fmt.Errorf("boot %s: %w", vm.cfg.Name, err)
@@ -200,6 +200,7 @@ func (vm *VM) Boot(ctx context.Context, opts BootOptions) error {
 	vm.shape = Shape{
 		Kernel: p.Kernel, Initrd: initrd, Append: appendArgs,
 		MemoryMiB: opts.MemoryMiB, CPUs: opts.CPUs, Disks: disks,
+		Transport: transport,
 	}
 	ctx, cancel := context.WithTimeout(ctx, BootTimeout)
 	defer cancel()
@@ -223,18 +224,12 @@ func (vm *VM) bootError(what string, err error) error {
 // start launches QEMU for vm.shape (restoring from incoming when set) and
 // opens the agent session.
 func (vm *VM) start(ctx context.Context, incoming *os.File) error {
-	// An abstract socket: no file to clean up, and no path length limit
-	// however deep the run directory is.
-	sock := fmt.Sprintf("@provium-%d-%x", os.Getpid(), rand.Uint64())
-	ln, err := net.Listen("unix", sock)
+	tr, err := newTransport(vm.shape.Transport)
 	if err != nil {
-		return fmt.Errorf("agent socket: %w", err)
+		return err
 	}
-	defer ln.Close()
-
-	devices := []qemu.Device{
-		qemu.VirtioSerialPort{Name: PortName, SocketPath: sock},
-	}
+	defer tr.close()
+	devices := []qemu.Device{tr.device()}
 	for _, d := range vm.shape.Disks {
 		devices = append(devices, qemu.Disk{Path: d.Path, Format: d.Format, ReadOnly: d.ReadOnly})
 	}
@@ -261,19 +256,17 @@ func (vm *VM) start(ctx context.Context, incoming *os.File) error {
 		fmt.Fprintf(vm.cfg.Log, "[%s] %s\n", vm.cfg.Name, proc.CommandLine())
 	}
 
-	conn, err := accept(ctx, ln, proc)
-	if err != nil {
-		return err
-	}
 	if incoming != nil {
 		if err := proc.WaitIncoming(ctx); err != nil {
-			conn.Close()
 			return fmt.Errorf("restore snapshot: %w", err)
 		}
 		if err := proc.Cont(ctx); err != nil {
-			conn.Close()
 			return fmt.Errorf("continue after restore: %w", err)
 		}
+	}
+	conn, err := tr.connect(ctx, proc)
+	if err != nil {
+		return err
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -303,30 +296,6 @@ func exited(p *qemu.Process) bool {
 		return true
 	default:
 		return false
-	}
-}
-
-// accept waits for QEMU to connect the agent port's chardev.
-func accept(ctx context.Context, ln net.Listener, proc *qemu.Process) (net.Conn, error) {
-	type result struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		c, err := ln.Accept()
-		ch <- result{c, err}
-	}()
-	select {
-	case r := <-ch:
-		if r.err != nil {
-			return nil, fmt.Errorf("agent socket: %w", r.err)
-		}
-		return r.c, nil
-	case <-proc.Done():
-		return nil, fmt.Errorf("QEMU exited: %v", proc.Err())
-	case <-ctx.Done():
-		return nil, ctx.Err()
 	}
 }
 
