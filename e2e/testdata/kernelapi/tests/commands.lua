@@ -1,0 +1,155 @@
+-- Commands beyond a plain exec: background jobs, timeouts, stdin/env/cwd,
+-- json, dmesg, mount_vfs and wait_until.
+local vm = provium.create("minimal"):boot({memory = "256M"})
+
+-- how many processes run `sleep <arg>` (zombies have no arguments left)
+local function sleeping(arg)
+  return tonumber(vm:exec("ps | grep -c '[s]leep " .. arg .. "$'").stdout.trim())
+end
+
+test("a background job outlives a wait", function()
+  local job = vm:background("sleep 3; echo finished")
+  assert(job.id ~= nil, "job id")
+  assert(job.pid > 1, "job pid")
+  local r = vm:job_wait(job, 1)
+  assert_eq(true, r.running)
+  assert_eq(-1, r.exit_code)
+  assert_eq("", r.stdout.value)
+  r = vm:job_wait(job) -- a poll
+  assert_eq(true, r.running)
+  r = vm:job_wait(job, 60)
+  assert_eq(false, r.running)
+  assert_eq(0, r.exit_code)
+  assert_eq("finished\n", r.stdout.value)
+  -- a finished job can be asked again
+  r = vm:job_wait(job.id, 0)
+  assert_eq(false, r.running)
+  assert_eq(0, r.exit_code)
+
+  local failing = vm:background("echo oops >&2; exit 7")
+  r = vm:job_wait(failing, 60)
+  assert_eq(7, r.exit_code)
+  assert_eq("oops\n", r.stderr.value)
+
+  local env = vm:background("echo $JOBVAR; pwd", {env = {JOBVAR = "from-env"}, cwd = "/sys"})
+  r = vm:job_wait(env, 60)
+  assert_eq("from-env\n/sys\n", r.stdout.value)
+end)
+
+test("killing a job kills its children", function()
+  local job = vm:background("sh -c 'sleep 1001 & sleep 1001 & wait'")
+  vm:wait_until(function() return sleeping(1001) == 2 end,
+    {timeout = 30, interval = 0.2, desc = "two sleeps"})
+  local r = vm:job_kill(job)
+  assert_eq(false, r.running)
+  assert(r.exit_code ~= 0 and r.exit_code ~= -1, "exit code after kill: " .. r.exit_code)
+  vm:wait_until(function() return sleeping(1001) == 0 end,
+    {timeout = 30, interval = 0.2, desc = "the job's children to be gone"})
+  assert_eq(false, vm:job_wait(job, 0).running)
+end)
+
+test("exec timeout kills the command and its children", function()
+  local r = vm:exec("sleep 1002 & sleep 1003; echo no", {timeout = 1})
+  assert_eq(true, r.timed_out)
+  assert_eq(false, r.ok)
+  assert_eq(9, r.signal)
+  assert_eq(137, r.exit_code)
+  assert(not r.stdout.contains("no"), "the command went on after the timeout")
+  vm:wait_until(function() return sleeping(1002) == 0 and sleeping(1003) == 0 end,
+    {timeout = 30, interval = 0.2, desc = "the timed out command's processes to be gone"})
+  -- a command faster than its timeout is not affected
+  local q = vm:exec("echo quick", {timeout = 60})
+  assert(q.ok)
+  assert_eq(false, q.timed_out)
+  assert_eq("quick\n", q.stdout.value)
+end)
+
+test("exec with stdin, env and cwd", function()
+  assert_eq("line1\nline2\0bin\255", vm:exec("cat", {stdin = "line1\nline2\0bin\255"}).stdout.value)
+  -- more than a pipe holds
+  assert_eq("300000", vm:exec("wc -c", {stdin = string.rep("x", 300000)}).stdout.trim())
+  assert_eq("foo-bar baz\n", vm:exec("echo \"$FOO-$BAR\"", {env = {FOO = "foo", BAR = "bar baz"}}).stdout.value)
+  assert_eq("list form\n", vm:exec("echo \"$A\"", {env = {"A=list form"}}).stdout.value)
+  assert_eq("/proc\n", vm:exec("pwd", {cwd = "/proc"}).stdout.value)
+  vm:exec("mkdir -p /tmp/cwdtest")
+  local r = vm:exec("cat > in.txt; echo \"$V\" > env.txt; ls", {stdin = "piped", env = {V = "v1"}, cwd = "/tmp/cwdtest"})
+  assert(r.ok, r.stderr.value)
+  assert_eq("env.txt\nin.txt\n", r.stdout.value)
+  assert_eq("piped", vm:read_file("/tmp/cwdtest/in.txt"))
+  assert_eq("v1\n", vm:read_file("/tmp/cwdtest/env.txt"))
+  -- the variables do not leak into the next command
+  assert_eq("\n", vm:exec("echo \"$V\"").stdout.value)
+  local ok, err = pcall(function() return vm:exec("pwd", {cwd = "/no-such-dir"}) end)
+  assert(not ok, "a missing working directory is an error")
+  assert_contains(tostring(err), "/no-such-dir")
+end)
+
+test("json", function()
+  local t = vm:json([[echo '{"a": 1, "b": [true, "x"], "c": {"d": null, "e": "f"}}']])
+  assert_eq(1, t.a)
+  assert_eq(true, t.b[1])
+  assert_eq("x", t.b[2])
+  assert_eq(nil, t.c.d)
+  assert_eq("f", t.c.e)
+  assert_eq(3, vm:json("cat", {stdin = "[1, 2, 3]"})[3])
+  local ok, err = pcall(function() return vm:json("echo not-json-text") end)
+  assert(not ok)
+  assert_contains(tostring(err), "not-json-text")
+  ok, err = pcall(function() return vm:json("echo json-stderr >&2; exit 3") end)
+  assert(not ok)
+  assert_contains(tostring(err), "json-stderr")
+  assert_contains(tostring(err), "3")
+end)
+
+test("dmesg", function()
+  vm:exec("echo kapi-dmesg-marker > /dev/kmsg")
+  local all = vm:dmesg()
+  assert_contains(all, "Linux version")
+  assert_contains(all, "kapi-dmesg-marker")
+  local only = vm:dmesg("kapi-dmesg-marker")
+  assert_contains(only, "kapi-dmesg-marker")
+  assert(not only:find("Linux version", 1, true), "filtered dmesg has other lines")
+  for line in only:gmatch("[^\n]+") do
+    assert_contains(line, "kapi-dmesg-marker")
+  end
+  assert_eq("", vm:dmesg("no-line-has-this-text"))
+end)
+
+test("mount_vfs is idempotent", function()
+  vm:mount_vfs()
+  vm:mount_vfs()
+  local mounts = vm:read_file("/proc/mounts")
+  for _, fs in ipairs({"proc /proc", "sysfs /sys", "securityfs /sys/kernel/security", "devtmpfs /dev"}) do
+    assert_contains(mounts, fs)
+  end
+  assert_eq("1", vm:exec("grep -c '^securityfs ' /proc/mounts").stdout.trim(), "securityfs mounted once")
+end)
+
+test("wait_until, global and method", function()
+  vm:background("sleep 1; touch /tmp/ready")
+  local n = 0
+  local v = wait_until(function()
+    n = n + 1
+    return vm:exec("test -f /tmp/ready").ok and "ready"
+  end, {timeout = 60, interval = 0.2, desc = "ready file"})
+  assert_eq("ready", v)
+  assert(n >= 1)
+  assert(vm:wait_until(function() return vm:exec("test -f /tmp/ready").ok end))
+  local ok, err = pcall(function()
+    vm:wait_until(function() return false end, {timeout = 0.5, interval = 0.1, desc = "never-true"})
+  end)
+  assert(not ok)
+  assert_contains(tostring(err), "timed out waiting for never-true")
+  ok, err = pcall(function()
+    wait_until(function() return nil end, {timeout = 0.3, interval = 0.1})
+  end)
+  assert(not ok)
+  assert_contains(tostring(err), "timed out waiting for condition")
+  ok, err = pcall(function()
+    vm:wait_until(function() error("inner-boom") end)
+  end)
+  assert(not ok)
+  assert_contains(tostring(err), "inner-boom")
+end)
+
+vm:shutdown()
