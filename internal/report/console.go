@@ -171,7 +171,7 @@ func WriteBlock(w io.Writer, f File, v Verbosity) {
 		writeSubtest(w, st, v)
 	}
 	if r.Failure != nil {
-		writeMessage(w, "    FAIL: ", r.Failure.Message)
+		writeMessage(w, "    FAIL: ", bareMessage(r.Failure))
 		writeFailureDetail(w, r.Failure)
 	}
 }
@@ -210,7 +210,7 @@ func writeSubtest(w io.Writer, st luaapi.Subtest, v Verbosity) {
 	case luaapi.Failed:
 		msg := "failed"
 		if st.Failure != nil {
-			msg = st.Failure.Message
+			msg = bareMessage(st.Failure)
 		}
 		writeMessage(w, prefix+"FAIL: ", msg)
 		if st.Failure != nil {
@@ -258,6 +258,18 @@ func writeIndented(w io.Writer, indent, text string) {
 	for l := range strings.SplitSeq(text, "\n") {
 		fmt.Fprintln(w, indent+l)
 	}
+}
+
+// bareMessage is a failure's message without the console tail that errors
+// about a VM carry: the report prints the tail once, from f.Console.
+func bareMessage(f *luaapi.Failure) string {
+	if len(f.Console) == 0 {
+		return f.Message
+	}
+	if i := strings.Index(f.Message, "\n--- console (last "); i >= 0 {
+		return f.Message[:i]
+	}
+	return f.Message
 }
 
 func consoleTail(lines []string) []string {

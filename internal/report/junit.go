@@ -151,9 +151,10 @@ func junitFailureOf(f *luaapi.Failure) *junitFailure {
 	if f == nil {
 		return &junitFailure{Message: "failed", Type: "failure"}
 	}
-	first, _, _ := strings.Cut(f.Message, "\n")
+	msg := bareMessage(f)
+	first, _, _ := strings.Cut(msg, "\n")
 	var b strings.Builder
-	b.WriteString(strings.TrimRight(f.Message, "\n"))
+	b.WriteString(strings.TrimRight(msg, "\n"))
 	if tb := strings.TrimRight(f.Traceback, "\n"); tb != "" {
 		b.WriteString("\n\n" + tb)
 	}

@@ -405,3 +405,17 @@ func TestSanitize(t *testing.T) {
 		}
 	}
 }
+
+func TestBareMessageDropsEmbeddedTail(t *testing.T) {
+	f := &luaapi.Failure{
+		Message: "t.lua:3: vm:exec on minimal#1: agent connection lost\n--- console (last 2 lines) ---\na\nb",
+		Console: []string{"a", "b"},
+	}
+	if got := bareMessage(f); got != "t.lua:3: vm:exec on minimal#1: agent connection lost" {
+		t.Errorf("got %q", got)
+	}
+	f.Console = nil
+	if got := bareMessage(f); got != f.Message {
+		t.Errorf("without a recorded tail the message must stay whole, got %q", got)
+	}
+}
