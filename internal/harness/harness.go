@@ -65,6 +65,7 @@ func New(cfg Config) (*Harness, error) {
 		BuildID:  build,
 		MaxBytes: cacheMax(),
 		Build:    h.buildFixture,
+		OnBuilt:  h.fixtureBuilt,
 	}
 	return h, nil
 }
@@ -136,6 +137,30 @@ func (h *Harness) RunFile(ctx context.Context, file string, log io.Writer, emit 
 			emit(ev)
 		},
 	})
+}
+
+type emitKey struct{}
+
+// withEmit makes emit where the events of a fixture built for ctx go.
+func withEmit(ctx context.Context, emit func(report.Event)) context.Context {
+	return context.WithValue(ctx, emitKey{}, emit)
+}
+
+// emitFrom is the emit of withEmit, else def, else one that drops events.
+func emitFrom(ctx context.Context, def func(report.Event)) func(report.Event) {
+	if emit, ok := ctx.Value(emitKey{}).(func(report.Event)); ok && emit != nil {
+		return emit
+	}
+	if def != nil {
+		return def
+	}
+	return func(report.Event) {}
+}
+
+// fixtureBuilt reports a fixture snapshot that was built, rather than
+// found in the cache, to the file that asked for it.
+func (h *Harness) fixtureBuilt(ctx context.Context, name string, d time.Duration) {
+	emitFrom(ctx, h.emit)(report.Event{Kind: report.KindFixtureBuilt, Name: name, Duration: d})
 }
 
 // Close kills every VM the harness still has.

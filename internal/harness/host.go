@@ -45,6 +45,7 @@ type hostVM struct {
 
 	mu      sync.Mutex
 	release func()
+	started time.Time // when the boot or resume that made it ready began
 }
 
 func (v *hostVM) setRelease(f func()) {
@@ -102,9 +103,21 @@ func (fh *fileHost) machineConfig(name string, v *hostVM) machine.Config {
 		OnStop: func() {
 			v.releasePool()
 			fh.h.track(v.VM, false)
-			fh.emit(report.Event{Kind: "vm_shutdown", File: fh.file, Name: name})
+			// The event carries the VM's lifetime, from the start of
+			// its boot or resume; none if it never became ready.
+			v.mu.Lock()
+			started := v.started
+			v.mu.Unlock()
+			var life time.Duration
+			if !started.IsZero() {
+				life = time.Since(started)
+			}
+			fh.emit(report.Event{Kind: "vm_shutdown", File: fh.file, Name: name, Duration: life})
 		},
 		OnReady: func(event string, d time.Duration) {
+			v.mu.Lock()
+			v.started = time.Now().Add(-d)
+			v.mu.Unlock()
 			fh.emit(report.Event{Kind: "vm_" + event, File: fh.file, Name: name, Duration: d})
 		},
 	}
@@ -140,7 +153,7 @@ func (fh *fileHost) Fixture(ctx context.Context, name string) (luaapi.Machine, e
 	}
 	chain := append(append([]string{}, fh.chain...), fh.file)
 	for attempt := 0; ; attempt++ {
-		e, err := fh.h.fixtures.Get(withChain(ctx, chain), name, script, chain)
+		e, err := fh.h.fixtures.Get(withEmit(withChain(ctx, chain), fh.emit), name, script, chain)
 		if err != nil {
 			return nil, err
 		}
@@ -202,10 +215,8 @@ func (h *Harness) buildFixture(ctx context.Context, name, script string) (*fixtu
 		return nil, err
 	}
 	defer logFile.Close()
-	emit := h.emit
-	if emit == nil {
-		emit = func(report.Event) {}
-	}
+	// The build's events go to the file that asked for the fixture.
+	emit := emitFrom(ctx, h.emit)
 	host := h.newHost(script, logFile, emit, chain)
 	res := luaapi.Run(ctx, luaapi.Options{Path: script, StartDir: h.cfg.StartDir, Host: host, Log: logFile, Fixture: true})
 	var last *hostVM

@@ -1,0 +1,25 @@
+package harness
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/provium/provium/internal/report"
+)
+
+// A fixture build is reported to the file whose request built it, through
+// the emit its request carried; without one, it is dropped.
+func TestFixtureBuiltGoesToTheRequestingFile(t *testing.T) {
+	var got []report.Event
+	h := &Harness{}
+	ctx := withEmit(context.Background(), func(e report.Event) { got = append(got, e) })
+	h.fixtureBuilt(ctx, "base", 3*time.Second)
+	if len(got) != 1 || got[0].Kind != report.KindFixtureBuilt || got[0].Name != "base" || got[0].Duration != 3*time.Second {
+		t.Fatalf("events = %+v, want one fixture_built of base", got)
+	}
+	h.fixtureBuilt(context.Background(), "other", time.Second) // no emit: no panic, nothing sent
+	if len(got) != 1 {
+		t.Errorf("an event without an emit went somewhere: %+v", got)
+	}
+}
