@@ -15,6 +15,8 @@
 // keep theirs. A worker is either a thread of the agent (same PID, own
 // thread) or a new agent process forked from its parent's thread, which the
 // agent reaches over a socket pair and relays to the host (see WorkerMain).
+// To make that fast, the agent keeps one worker process started ahead,
+// which a spawn claims (see spare.go).
 //
 // Sessions: the host opens a session with a Hello that carries a fresh
 // epoch. Frames of any other epoch are dropped, and replies to requests of
@@ -71,6 +73,7 @@ type Agent struct {
 	main    *identity
 	workers map[uint32]worker
 	dead    map[uint32]string // channel -> why its worker is gone
+	spare   spareSlot         // a worker process started ahead (spare.go)
 }
 
 // request is a message from the host with the session it arrived in.
@@ -235,6 +238,9 @@ func send(conn *wire.Conn, ch uint32, m *wire.Message) error {
 // Close ends every worker and job and the main identity. The agent cannot
 // be used afterwards.
 func (a *Agent) Close() {
+	a.mu.Lock()
+	a.spare.closed = true
+	a.mu.Unlock()
 	a.quiesce()
 	a.main.kill()
 	select {

@@ -105,9 +105,9 @@ func (a *Agent) replyOK(r request) {
 	a.reply(r.session, wire.ControlChannel, reply)
 }
 
-// quiesce kills every worker and every background job of every identity and
-// waits (bounded) until they are gone, so that a snapshot taken afterwards
-// holds no half-finished work.
+// quiesce kills every worker, the spare worker process and every
+// background job of every identity and waits (bounded) until they are gone,
+// so that a snapshot taken afterwards holds no half-finished work.
 func (a *Agent) quiesce() {
 	a.mu.Lock()
 	ws := a.workers
@@ -116,9 +116,16 @@ func (a *Agent) quiesce() {
 	for _, w := range ws {
 		w.kill()
 	}
+	spareGone := a.dropSpare()
 	deadline := time.NewTimer(quiesceWait)
 	defer deadline.Stop()
 	a.main.jobs.killAll(quiesceWait)
+	select {
+	case <-spareGone:
+	case <-deadline.C:
+		a.logf("quiesce: the spare worker process did not end in %v; abandoning it", quiesceWait)
+		return
+	}
 	for ch, w := range ws {
 		select {
 		case <-w.gone():

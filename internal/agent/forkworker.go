@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -26,7 +27,7 @@ const closeGrace = time.Second
 // session.
 type forkWorker struct {
 	a      *Agent
-	ch     uint32
+	ch     atomic.Uint32 // 0 while the process is a spare nobody claimed
 	proc   *os.Process
 	sock   net.Conn
 	conn   *wire.Conn
@@ -39,6 +40,7 @@ type forkWorker struct {
 	mu       sync.Mutex
 	inflight map[uint32]uint64 // ids sent to the worker and not answered, with their session
 	reason   string            // why the worker is gone
+	refused  string            // the error the worker sent instead of its ready signal
 }
 
 // startForkWorker starts a worker process from the calling thread, so that
@@ -46,6 +48,10 @@ type forkWorker struct {
 // process's). The worker also gets the descriptors a test opened, under the
 // same numbers — every descriptor without close-on-exec; the agent's own all
 // have it — and its end of the socket pair at the first number above them.
+//
+// Channel 0 starts a spare (see spare.go), which gets only 0, 1 and 2: the
+// test's descriptors come with the claim, and a spare must not hold any in
+// the meantime (a pipe's write end would keep its reader from seeing EOF).
 func startForkWorker(a *Agent, ch uint32) (*forkWorker, error) {
 	inherit, err := inheritedFDs()
 	if err != nil {
@@ -62,12 +68,16 @@ func startForkWorker(a *Agent, ch uint32) (*forkWorker, error) {
 		files[i] = ^uintptr(0)
 	}
 	for _, fd := range inherit {
-		files[fd] = uintptr(fd)
+		if ch != 0 || fd <= 2 {
+			files[fd] = uintptr(fd)
+		}
 	}
 	files[childFD] = uintptr(pair[1])
-	env := append(os.Environ(),
-		envWorkerFD+"="+strconv.Itoa(childFD),
-		envWorkerChannel+"="+strconv.FormatUint(uint64(ch), 10))
+	chText := strconv.FormatUint(uint64(ch), 10)
+	if ch == 0 {
+		chText = spareChannel
+	}
+	env := append(os.Environ(), envWorkerFD+"="+strconv.Itoa(childFD), envWorkerChannel+"="+chText)
 	pid, err := syscall.ForkExec(a.exe, []string{workerName}, &syscall.ProcAttr{Env: env, Files: files})
 	unix.Close(pair[1])
 	if err != nil {
@@ -91,7 +101,6 @@ func startForkWorker(a *Agent, ch uint32) (*forkWorker, error) {
 	}
 	w := &forkWorker{
 		a:        a,
-		ch:       ch,
 		proc:     proc,
 		sock:     sock,
 		conn:     wire.NewConn(sock, 0),
@@ -101,6 +110,7 @@ func startForkWorker(a *Agent, ch uint32) (*forkWorker, error) {
 		end:      make(chan struct{}),
 		inflight: map[uint32]uint64{},
 	}
+	w.ch.Store(ch)
 	go w.reap()
 	go w.receive()
 	go w.forward()
@@ -108,17 +118,34 @@ func startForkWorker(a *Agent, ch uint32) (*forkWorker, error) {
 }
 
 // inheritedFDs lists 0, 1, 2 and every descriptor without close-on-exec,
-// in increasing order.
+// in increasing order. It reads the calling thread's table, which is the
+// one a fork from this thread copies and a sendmsg from it passes from
+// (different from the process's only after an unshare(CLONE_FILES)).
+// Plain system calls, not os.Open: in a spare (see runSpare) that would
+// start the Go runtime's poller, whose descriptors would then sit at low
+// numbers a claim may want.
 func inheritedFDs() ([]int, error) {
-	d, err := os.Open("/proc/self/fd")
+	d, err := unix.Open("/proc/thread-self/fd", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("list descriptors: %w", err)
 	}
-	names, err := d.Readdirnames(-1)
-	d.Close()
-	if err != nil {
-		return nil, fmt.Errorf("list descriptors: %w", err)
+	var names []string
+	buf := make([]byte, 8192)
+	for {
+		n, err := unix.ReadDirent(d, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			unix.Close(d)
+			return nil, fmt.Errorf("list descriptors: %w", err)
+		}
+		if n == 0 {
+			break
+		}
+		_, _, names = unix.ParseDirent(buf[:n], -1, names)
 	}
+	unix.Close(d)
 	fds := []int{0, 1, 2}
 	for _, name := range names {
 		fd, err := strconv.Atoi(name)
@@ -142,6 +169,11 @@ func (w *forkWorker) waitReady(d time.Duration) (wire.SpawnReply, error) {
 	case rep := <-w.ready:
 		return rep, nil
 	case <-w.end:
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if w.refused != "" {
+			return wire.SpawnReply{}, errors.New(w.refused)
+		}
 		return wire.SpawnReply{}, fmt.Errorf("worker exited before it was ready: %s", w.status)
 	case <-t.C:
 		return wire.SpawnReply{}, fmt.Errorf("worker not ready after %v", d)
@@ -160,7 +192,8 @@ func (w *forkWorker) reap() {
 }
 
 // receive relays the worker's messages to the host. The first one must be
-// its ready signal: an OpReply with ID 0 carrying a SpawnReply.
+// its ready signal: an OpReply with ID 0 carrying a SpawnReply, or an
+// OpError with ID 0 saying why it cannot serve.
 func (w *forkWorker) receive() {
 	defer w.finish()
 	first := true
@@ -168,7 +201,7 @@ func (w *forkWorker) receive() {
 		env, err := w.conn.Receive()
 		if err != nil {
 			if isProtocolError(err) {
-				w.a.logf("worker (channel %d): %v", w.ch, err)
+				w.a.logf("worker (channel %d): %v", w.ch.Load(), err)
 			}
 			return
 		}
@@ -176,15 +209,23 @@ func (w *forkWorker) receive() {
 		if first {
 			first = false
 			var rep wire.SpawnReply
+			if m.Op == wire.OpError && m.ID == 0 {
+				var e wire.Error
+				m.Decode(&e)
+				w.mu.Lock()
+				w.refused = e.Message
+				w.mu.Unlock()
+				return
+			}
 			if m.Op != wire.OpReply || m.ID != 0 || m.Decode(&rep) != nil {
-				w.a.logf("worker (channel %d) sent %v %d instead of its ready signal", w.ch, m.Op, m.ID)
+				w.a.logf("worker (channel %d) sent %v %d instead of its ready signal", w.ch.Load(), m.Op, m.ID)
 				return
 			}
 			w.ready <- rep
 			continue
 		}
 		if session, ok := w.answered(m.ID); ok {
-			w.a.reply(session, w.ch, m)
+			w.a.reply(session, w.ch.Load(), m)
 		}
 	}
 }
@@ -210,7 +251,7 @@ func (w *forkWorker) forward() {
 		w.mu.Lock()
 		w.inflight[r.msg.ID] = r.session
 		w.mu.Unlock()
-		if err := w.conn.Send(w.ch, r.msg); err != nil {
+		if err := w.conn.Send(w.ch.Load(), r.msg); err != nil {
 			// The worker is going; finish answers what is left.
 			w.sock.Close()
 			return
@@ -231,18 +272,19 @@ func (w *forkWorker) finish() {
 		<-w.exited
 	}
 	t.Stop()
-	reason := fmt.Sprintf("worker (channel %d) exited: %s", w.ch, w.status)
-	w.a.workerGone(w.ch, w, reason)
+	ch := w.ch.Load()
+	reason := fmt.Sprintf("worker (channel %d) exited: %s", ch, w.status)
+	w.a.workerGone(ch, w, reason)
 	w.mu.Lock()
 	w.reason = reason
 	inflight := w.inflight
 	w.inflight = nil
 	w.mu.Unlock()
 	for _, r := range w.mb.close() {
-		w.a.reply(r.session, w.ch, errorReply(r.msg.ID, errors.New(reason)))
+		w.a.reply(r.session, ch, errorReply(r.msg.ID, errors.New(reason)))
 	}
 	for id, session := range inflight {
-		w.a.reply(session, w.ch, errorReply(id, errors.New(reason)))
+		w.a.reply(session, ch, errorReply(id, errors.New(reason)))
 	}
 	close(w.end)
 }
@@ -255,10 +297,10 @@ func (w *forkWorker) deliver(r request) error {
 		if w.reason != "" {
 			return errors.New(w.reason)
 		}
-		return fmt.Errorf("worker (channel %d) exited", w.ch)
+		return fmt.Errorf("worker (channel %d) exited", w.ch.Load())
 	}
 	if err != nil {
-		return fmt.Errorf("channel %d: %w", w.ch, err)
+		return fmt.Errorf("channel %d: %w", w.ch.Load(), err)
 	}
 	return nil
 }
@@ -267,7 +309,7 @@ func (w *forkWorker) deliver(r request) error {
 // jobs and exits, and finish kills it if it has not within closeGrace.
 func (w *forkWorker) close(r request) {
 	reply, _ := wire.Reply(r.msg.ID, nil)
-	w.a.reply(r.session, w.ch, reply)
+	w.a.reply(r.session, w.ch.Load(), reply)
 	w.kill()
 }
 

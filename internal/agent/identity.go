@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -34,6 +35,8 @@ type identity struct {
 
 	mu       sync.Mutex
 	commands map[int]bool // process groups of exec commands in flight
+	exited   string       // set when a worker ended itself with exit(2): why it is gone
+	status   int          // the exit status it asked for
 }
 
 func newIdentity(ch uint32, h host) *identity {
@@ -94,12 +97,50 @@ func (id *identity) serve() {
 			return
 		}
 		id.host.reply(r.session, id.ch, id.handle(r))
+		if id.exitReason() != "" {
+			return // its thread goes with it: the goroutine is locked to it
+		}
 	}
+}
+
+// exit ends a worker that made the exit system call. Made for real, the
+// call would end the identity's thread under the Go runtime's feet and
+// leave the worker answering nothing; instead the identity stops (queued
+// requests fail, its commands and jobs are killed) and its goroutine
+// returns, which ends the locked thread. A worker process then exits with
+// status. It returns the reply to the exit call: the worker's news.
+func (id *identity) exit(status int) error {
+	if id.ch == wire.MainChannel {
+		return fmt.Errorf("syscall %d (exit) on channel %d would end the VM's own agent identity; make it in a worker", unix.SYS_EXIT, id.ch)
+	}
+	reason := fmt.Sprintf("worker (channel %d) exited: exit status %d", id.ch, status)
+	id.mu.Lock()
+	id.exited, id.status = reason, status
+	id.mu.Unlock()
+	id.kill()
+	return errors.New(reason)
+}
+
+// exitReason is why the identity ended itself, or "".
+func (id *identity) exitReason() string {
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	return id.exited
+}
+
+// exitStatus is the status a worker that ended itself asked for.
+func (id *identity) exitStatus() int {
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	return id.status
 }
 
 // deliver queues a request for the identity's thread.
 func (id *identity) deliver(r request) error {
 	if err := id.mb.put(r); err != nil {
+		if reason := id.exitReason(); reason != "" {
+			return errors.New(reason)
+		}
 		return fmt.Errorf("channel %d: %w", id.ch, err)
 	}
 	return nil

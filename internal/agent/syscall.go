@@ -37,6 +37,9 @@ func (id *identity) syscall(r request) (*wire.Message, error) {
 	if err := checkMapped(&req, m.Blobs); err != nil {
 		return nil, fmt.Errorf("syscall %d: %w", req.Nr, err)
 	}
+	if req.Nr == unix.SYS_EXIT {
+		return nil, id.exit(int(req.Args[0] & 0xff))
+	}
 
 	var mem guestMemory
 	defer mem.free()

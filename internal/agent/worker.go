@@ -16,12 +16,16 @@ const (
 	workerName       = "provium-worker"
 	envWorkerFD      = "PROVIUM_WORKER_FD"
 	envWorkerChannel = "PROVIUM_WORKER_CHANNEL"
+	// spareChannel in PROVIUM_WORKER_CHANNEL starts a spare.
+	spareChannel = "spare"
 )
 
 // WorkerMain is the worker process: it serves one identity, on its own
 // locked thread, over the socket its parent agent passed in
 // PROVIUM_WORKER_FD, answering on the channel in PROVIUM_WORKER_CHANNEL. It
-// exits when the socket closes, killing its jobs first.
+// exits when the socket closes, killing its jobs first. With the channel
+// "spare" it first waits for a claim, which names the channel and carries
+// what the worker inherits from its parent (see runSpare).
 func WorkerMain() {
 	fd, ch, err := workerEnv()
 	if err != nil {
@@ -30,9 +34,13 @@ func WorkerMain() {
 	}
 	// The commands this worker runs must not inherit the socket.
 	unix.CloseOnExec(fd)
-	os.Exit(runWorker(os.NewFile(uintptr(fd), "provium-worker-socket"), ch))
+	if ch == 0 {
+		os.Exit(runSpare(fd))
+	}
+	os.Exit(runWorker(os.NewFile(uintptr(fd), "provium-worker-socket"), ch, nil))
 }
 
+// workerEnv reads the socket and the channel, 0 for a spare.
 func workerEnv() (fd int, ch uint32, err error) {
 	fdText, chText := os.Getenv(envWorkerFD), os.Getenv(envWorkerChannel)
 	// Not for the commands this worker runs.
@@ -42,6 +50,9 @@ func workerEnv() (fd int, ch uint32, err error) {
 	if err != nil || fd < 0 {
 		return 0, 0, fmt.Errorf("%s=%q is not a descriptor", envWorkerFD, fdText)
 	}
+	if chText == spareChannel {
+		return fd, 0, nil
+	}
 	c, err := strconv.ParseUint(chText, 10, 32)
 	if err != nil || uint32(c) <= wire.MainChannel {
 		return 0, 0, fmt.Errorf("%s=%q is not a worker channel", envWorkerChannel, chText)
@@ -50,13 +61,16 @@ func workerEnv() (fd int, ch uint32, err error) {
 }
 
 // runWorker serves one identity on channel ch over rw until rw fails, and
-// returns the exit status for the process.
-func runWorker(rw io.ReadWriter, ch uint32) int {
+// returns the exit status for the process. setup, if not nil, runs first on
+// the identity's thread; if it fails, the worker sends the error instead of
+// its ready signal.
+func runWorker(rw io.ReadWriter, ch uint32, setup func() error) int {
 	conn := wire.NewConn(rw, 0)
 	h := &workerHost{conn: conn}
 	id := newIdentity(ch, h)
-	tid, err := id.start(nil)
+	tid, err := id.start(setup)
 	if err != nil {
+		send(conn, ch, errorReply(0, err))
 		return 1
 	}
 	ready, err := wire.Reply(0, wire.SpawnReply{PID: os.Getpid(), TID: tid})
@@ -85,7 +99,8 @@ func runWorker(rw io.ReadWriter, ch uint32) int {
 	case <-id.done: // the identity ended itself
 	}
 	id.kill()
-	return 0
+	// After exit(2), the status the worker asked for; else 0.
+	return id.exitStatus()
 }
 
 // workerHost is what an identity sees of a worker process.

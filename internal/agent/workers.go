@@ -34,6 +34,13 @@ func (a *Agent) toWorker(ch uint32, r request) {
 		delete(a.workers, ch)
 	}
 	a.mu.Unlock()
+	if !ok && reason != "" && r.msg.Op == wire.OpClose {
+		// The worker ended on its own (killed, exited): closing it is
+		// not an error, it is gone either way.
+		reply, _ := wire.Reply(r.msg.ID, nil)
+		a.reply(r.session, ch, reply)
+		return
+	}
 	if !ok {
 		if reason == "" {
 			reason = fmt.Sprintf("no such worker (channel %d)", ch)
@@ -85,24 +92,37 @@ func (a *Agent) spawnThread(session uint64, ch uint32) (wire.SpawnReply, error) 
 		id.kill()
 		return wire.SpawnReply{}, err
 	}
+	go func() {
+		// A thread worker that ended itself (exit(2)) is gone; one that
+		// was closed or killed is no longer registered by then.
+		<-id.done
+		if reason := id.exitReason(); reason != "" {
+			a.workerGone(ch, id, reason)
+		}
+	}()
 	return wire.SpawnReply{PID: os.Getpid(), TID: tid}, nil
 }
 
-// spawnProcess starts a worker process from the calling thread.
+// spawnProcess starts a worker process from the calling thread: it claims
+// the spare if it can, else it starts a new process. Either way a new spare
+// starts in the background (see spare.go).
 func (a *Agent) spawnProcess(session uint64, ch uint32) (wire.SpawnReply, error) {
-	w, err := startForkWorker(a, ch)
-	if err != nil {
-		return wire.SpawnReply{}, fmt.Errorf("spawn worker process: %w", err)
-	}
-	rep, err := w.waitReady(spawnWait)
-	if err != nil {
-		w.kill()
-		return wire.SpawnReply{}, fmt.Errorf("spawn worker process: %w", err)
+	w, rep := a.claimSpare(ch)
+	if w == nil {
+		var err error
+		if w, err = startForkWorker(a, ch); err != nil {
+			return wire.SpawnReply{}, fmt.Errorf("spawn worker process: %w", err)
+		}
+		if rep, err = w.waitReady(spawnWait); err != nil {
+			w.kill()
+			return wire.SpawnReply{}, fmt.Errorf("spawn worker process: %w", err)
+		}
 	}
 	if err := a.register(session, ch, w); err != nil {
 		w.kill()
 		return wire.SpawnReply{}, err
 	}
+	a.ensureSpare()
 	return rep, nil
 }
 

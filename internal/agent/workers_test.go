@@ -191,9 +191,42 @@ func TestForkWorkerDeath(t *testing.T) {
 		t.Errorf("after exit: %q, want %q", e.Message, want)
 	}
 	h.ok(wire.MainChannel, wire.OpPing, nil)
+	// Closing the dead worker is not an error: it is gone either way.
+	h.ok(3, wire.OpClose, nil)
 	// The channel can be used again.
 	h.spawn(3, false)
 	h.ok(3, wire.OpPing, nil)
+}
+
+// exit(2) in a worker ends that worker, not just its thread under the Go
+// runtime: the call and every later one get the news at once.
+func TestWorkerExit(t *testing.T) {
+	h := newSession(t)
+	for _, thread := range []bool{false, true} {
+		w := h.spawn(5, thread)
+		want := "worker (channel 5) exited: exit status 7"
+		if e := h.fail(5, wire.OpSyscall, wire.Syscall{Nr: unix.SYS_EXIT, Args: [6]uint64{7}}); e.Message != want {
+			t.Errorf("thread=%v: exit: %q, want %q", thread, e.Message, want)
+		}
+		if e := h.fail(5, wire.OpPing, nil); e.Message != want {
+			t.Errorf("thread=%v: after exit: %q, want %q", thread, e.Message, want)
+		}
+		if !thread {
+			eventually(t, "the worker process is gone", func() bool { return processGone(w.PID) })
+		}
+		h.ok(wire.MainChannel, wire.OpPing, nil)
+		// Closing the dead worker is not an error: it is gone either way.
+		h.ok(5, wire.OpClose, nil)
+		// The channel can be used again.
+		h.spawn(5, thread)
+		h.ok(5, wire.OpPing, nil)
+		h.ok(5, wire.OpClose, nil)
+	}
+	// On the agent's own identity it would stop the agent: refused.
+	if e := h.fail(wire.MainChannel, wire.OpSyscall, wire.Syscall{Nr: unix.SYS_EXIT}); !strings.Contains(e.Message, "own agent identity") {
+		t.Errorf("exit on the main channel: %q", e.Message)
+	}
+	h.ok(wire.MainChannel, wire.OpPing, nil)
 }
 
 func TestSpawnErrors(t *testing.T) {

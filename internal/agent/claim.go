@@ -1,0 +1,238 @@
+package agent
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/provium/provium/internal/wire"
+)
+
+// A claim turns a spare worker process into the worker of a channel. It
+// carries what a worker forked from its parent's thread would have
+// inherited and a process started earlier, from another thread, does not
+// have: the parent identity's credentials, and the agent's working
+// directory, umask, environment and test descriptors.
+//
+// On the socket it is one sendmsg: a 4-byte little-endian length, the
+// claim as JSON, and in an SCM_RIGHTS message the working directory (an
+// O_PATH descriptor) followed by the descriptors to place at FDs.
+type claim struct {
+	Channel uint32              `json:"channel"`
+	UID     [3]uint32           `json:"uid"` // real, effective, saved
+	GID     [3]uint32           `json:"gid"`
+	Groups  []uint32            `json:"groups"`
+	Caps    [2]unix.CapUserData `json:"caps"`
+	Umask   int                 `json:"umask"`
+	Env     []string            `json:"env"`
+	FDs     []int               `json:"fds"` // increasing, 0, 1 and 2 first
+}
+
+const (
+	// maxClaimFDs is SCM_MAX_FD, the most descriptors one message
+	// passes: the working directory and 252 test descriptors.
+	maxClaimFDs = 253
+	// maxClaimSize bounds the JSON of a claim.
+	maxClaimSize = 1 << 20
+)
+
+func newClaim(ch uint32, c creds, umask int, env []string, fds []int) claim {
+	return claim{Channel: ch, UID: c.uid, GID: c.gid, Groups: c.groups, Caps: c.caps, Umask: umask, Env: env, FDs: fds}
+}
+
+func (c claim) creds() creds {
+	return creds{uid: c.UID, gid: c.GID, groups: c.Groups, caps: c.Caps}
+}
+
+// encode returns the bytes of the claim's sendmsg.
+func (c claim) encode() ([]byte, error) {
+	body, err := json.Marshal(c)
+	if err != nil {
+		return nil, err
+	}
+	return append(binary.LittleEndian.AppendUint32(nil, uint32(len(body))), body...), nil
+}
+
+// runSpare is a spare worker process: it waits on its socket sock for a
+// claim, takes on what the claim carries and serves as the claimed worker.
+// The credentials go last, on the identity's own thread, while the process
+// still runs as root: setting the working directory or placing descriptors
+// never fails for lack of permission, and dropping to any identity is
+// allowed. If anything fails, the worker sends the error instead of its
+// ready signal and the agent starts a worker the usual way.
+func runSpare(sock int) int {
+	// A descriptor the agent opened without close-on-exec while it
+	// started this spare slipped in: a fork would not have it.
+	strays, err := inheritedFDs()
+	for _, fd := range strays {
+		if fd > 2 {
+			unix.Close(fd)
+		}
+	}
+	var c claim
+	var fds []int
+	if err == nil {
+		c, fds, err = receiveClaim(sock)
+	}
+	if err == nil {
+		sock, err = c.enter(sock, fds)
+	}
+	rw := os.NewFile(uintptr(sock), "provium-worker-socket")
+	if errors.Is(err, io.EOF) {
+		return 0 // the agent let the spare go
+	}
+	if err != nil {
+		send(wire.NewConn(rw, 0), c.Channel, errorReply(0, fmt.Errorf("spare worker: %w", err)))
+		return 1
+	}
+	return runWorker(rw, c.Channel, c.creds().apply)
+}
+
+// receiveClaim reads a claim from sock and returns it with the descriptors
+// that came with it.
+func receiveClaim(sock int) (claim, []int, error) {
+	var c claim
+	head := make([]byte, 4)
+	oob := make([]byte, unix.CmsgSpace(4*maxClaimFDs))
+	var n, oobn, flags int
+	var err error
+	for {
+		// Close-on-exec until placed: the commands the worker runs
+		// inherit only the descriptors it places.
+		n, oobn, flags, _, err = unix.Recvmsg(sock, head, oob, unix.MSG_CMSG_CLOEXEC)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		return c, nil, fmt.Errorf("receive claim: %w", err)
+	}
+	if n == 0 {
+		return c, nil, io.EOF
+	}
+	var fds []int
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil {
+		return c, nil, fmt.Errorf("receive claim: %w", err)
+	}
+	for _, m := range msgs {
+		rights, err := unix.ParseUnixRights(&m)
+		if err != nil {
+			return c, nil, fmt.Errorf("receive claim: %w", err)
+		}
+		fds = append(fds, rights...)
+	}
+	if flags&unix.MSG_CTRUNC != 0 {
+		return c, nil, errors.New("receive claim: descriptors were dropped")
+	}
+	if err := readFull(sock, head[n:]); err != nil {
+		return c, nil, fmt.Errorf("receive claim: %w", err)
+	}
+	size := binary.LittleEndian.Uint32(head)
+	if size > maxClaimSize {
+		return c, nil, fmt.Errorf("receive claim: %d bytes", size)
+	}
+	body := make([]byte, size)
+	if err := readFull(sock, body); err != nil {
+		return c, nil, fmt.Errorf("receive claim: %w", err)
+	}
+	if err := json.Unmarshal(body, &c); err != nil {
+		return c, nil, fmt.Errorf("receive claim: %w", err)
+	}
+	if len(fds) != 1+len(c.FDs) || len(c.FDs) < 3 || !slices.IsSorted(c.FDs) {
+		return c, nil, fmt.Errorf("claim for %d descriptors came with %d", len(c.FDs), len(fds))
+	}
+	return c, fds, nil
+}
+
+func readFull(fd int, b []byte) error {
+	for len(b) > 0 {
+		n, err := unix.Read(fd, b)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return io.ErrUnexpectedEOF
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+// enter takes on the claim's working directory (fds[0]), descriptors
+// (fds[1:]), umask and environment — everything but the credentials — and
+// returns where the socket is now.
+func (c claim) enter(sock int, fds []int) (int, error) {
+	err := unix.Fchdir(fds[0])
+	unix.Close(fds[0])
+	if err != nil {
+		return sock, fmt.Errorf("working directory: %w", err)
+	}
+	if sock, err = placeFDs(sock, fds[1:], c.FDs); err != nil {
+		return sock, err
+	}
+	unix.Umask(c.Umask)
+	os.Clearenv()
+	for _, kv := range c.Env {
+		k, v, _ := strings.Cut(kv, "=")
+		if err := os.Setenv(k, v); err != nil {
+			return sock, fmt.Errorf("environment %q: %w", kv, err)
+		}
+	}
+	return sock, nil
+}
+
+// placeFDs moves each received descriptor got[i] to number want[i] (sorted),
+// as a fork would have had it, closing the received copy, and returns the
+// socket's number, which may have changed.
+//
+// Nothing the worker still needs may sit at a wanted number when dup3
+// replaces it: the socket and the received copies are first moved above
+// every wanted number. Any other descriptor already open at a wanted number
+// above 2 is the Go runtime's own (the spare kept only 0, 1, 2 and its
+// socket, see runSpare), so the claim fails rather than clobber it.
+func placeFDs(sock int, got, want []int) (int, error) {
+	above := want[len(want)-1] + 1
+	moveAway := func(fd *int) error {
+		if _, wanted := slices.BinarySearch(want, *fd); !wanted {
+			return nil
+		}
+		nfd, err := unix.FcntlInt(uintptr(*fd), unix.F_DUPFD_CLOEXEC, above)
+		if err != nil {
+			return fmt.Errorf("move descriptor %d: %w", *fd, err)
+		}
+		unix.Close(*fd)
+		*fd = nfd
+		return nil
+	}
+	if err := moveAway(&sock); err != nil {
+		return sock, err
+	}
+	for i := range got {
+		if err := moveAway(&got[i]); err != nil {
+			return sock, err
+		}
+	}
+	for _, fd := range want {
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); fd > 2 && err == nil {
+			return sock, fmt.Errorf("descriptor %d is in use in the worker", fd)
+		}
+	}
+	for i, fd := range want {
+		if err := unix.Dup3(got[i], fd, 0); err != nil {
+			return sock, fmt.Errorf("place descriptor %d: %w", fd, err)
+		}
+		unix.Close(got[i])
+	}
+	return sock, nil
+}

@@ -1,0 +1,330 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/provium/provium/internal/wire"
+)
+
+// Spare worker process.
+//
+// Starting a worker process costs an exec and the Go runtime's start, tens
+// of milliseconds on an emulated CPU. So after the first fork worker spawn
+// the agent keeps one worker process started ahead, a spare, and the next
+// spawn claims it (see claim): the spare takes on what it would have
+// inherited from the parent's thread, and becomes the worker. After a claim
+// a new spare starts in the background. A spawn that finds no spare, or one
+// that cannot stand in for a fork of the parent's thread (see inherited),
+// starts a worker the usual way.
+//
+// The first spare starts after the first fork worker spawn, not at boot:
+// most tests never spawn a worker, and a spare's start competes for the
+// guest's CPU with whatever the test does first. Quiesce kills the spare, so
+// a fixture snapshot never holds one; the next spawn starts one again.
+//
+// A spare is not a worker: it is in no channel's map and the host never
+// hears of it.
+type spareSlot struct {
+	// All fields are guarded by Agent.mu.
+	w        *forkWorker
+	base     inherited     // what w inherited when it was started
+	starting chan struct{} // closed when the start in progress is over; nil if none
+	gen      int           // bumped by quiesce: a start begun before is discarded
+	closed   bool          // Close was called: no more spares
+}
+
+// errSpareUnfit says that the spawning thread differs from the spare in
+// something a claim does not carry.
+var errSpareUnfit = errors.New("the spare cannot stand in for a fork of this thread")
+
+// claimSpare makes the spare the worker of ch, if there is a spare and it
+// fits the calling thread, the parent identity's. It returns nil if the
+// caller must start a worker the usual way.
+func (a *Agent) claimSpare(ch uint32) (*forkWorker, wire.SpawnReply) {
+	w, base := a.takeSpare()
+	if w == nil {
+		return nil, wire.SpawnReply{}
+	}
+	rep, err := w.claim(ch, base)
+	if err != nil {
+		if !errors.Is(err, errSpareUnfit) {
+			a.logf("claim a spare worker process: %v", err)
+		}
+		w.dispose()
+		return nil, wire.SpawnReply{}
+	}
+	return w, rep
+}
+
+// takeSpare removes the spare from its slot and returns it with what it
+// inherited. A start in progress is waited for: it is only a fork and an
+// exec, and the spare it yields is further along than a new process.
+func (a *Agent) takeSpare() (*forkWorker, inherited) {
+	a.mu.Lock()
+	starting := a.spare.starting
+	a.mu.Unlock()
+	if starting != nil {
+		select {
+		case <-starting:
+		case <-time.After(spawnWait):
+		}
+	}
+	a.mu.Lock()
+	w, base := a.spare.w, a.spare.base
+	a.spare.w = nil
+	a.mu.Unlock()
+	if w == nil {
+		return nil, inherited{}
+	}
+	select {
+	case <-w.end: // died; the caller starts a worker, and a spare after it
+		return nil, inherited{}
+	default:
+		return w, base
+	}
+}
+
+// ensureSpare starts a spare in the background unless there is one.
+func (a *Agent) ensureSpare() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s := &a.spare
+	if s.w != nil || s.starting != nil || s.closed {
+		return
+	}
+	done := make(chan struct{})
+	s.starting = done
+	gen := s.gen
+	go func() {
+		defer close(done)
+		w, base, err := startSpare(a)
+		a.mu.Lock()
+		s.starting = nil
+		keep := err == nil && s.gen == gen && !s.closed
+		if keep {
+			s.w, s.base = w, base
+		}
+		a.mu.Unlock()
+		if err != nil {
+			a.logf("start a spare worker process: %v", err)
+		} else if !keep {
+			w.dispose()
+		}
+	}()
+}
+
+// dropSpare kills the spare and any spare being started, and returns a
+// channel closed once they are gone.
+func (a *Agent) dropSpare() <-chan struct{} {
+	a.mu.Lock()
+	s := &a.spare
+	s.gen++
+	w, starting := s.w, s.starting
+	s.w = nil
+	a.mu.Unlock()
+	gone := make(chan struct{})
+	go func() {
+		defer close(gone)
+		if w != nil {
+			w.dispose()
+		}
+		if starting != nil {
+			<-starting // the start sees the new generation and disposes of its spare
+		}
+	}()
+	return gone
+}
+
+// startSpare starts a spare on a thread of its own, which has the process's
+// base credentials and state (identities change only their own locked
+// threads), and records what the spare inherits from that thread.
+func startSpare(a *Agent) (*forkWorker, inherited, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread() // nothing on the thread is changed
+	base, _, err := threadInherited()
+	if err != nil {
+		return nil, base, err
+	}
+	w, err := startForkWorker(a, 0)
+	return w, base, err
+}
+
+// dispose ends a spare (or a failed claim) and waits until it is reaped. A
+// spare has no jobs to kill: SIGKILL is all it takes.
+func (w *forkWorker) dispose() {
+	w.proc.Kill()
+	w.kill()
+	<-w.end
+}
+
+// claim sends the spare w everything it needs to become the worker of ch
+// that a fork of the calling thread would have been, and waits until it is
+// ready. It runs on the parent identity's thread: the credentials, the
+// descriptor table, the working directory and the umask it sends are that
+// thread's. base is what the spare inherited when it started; if the
+// calling thread differs in any of that, the claim fails with
+// errSpareUnfit.
+func (w *forkWorker) claim(ch uint32, base inherited) (wire.SpawnReply, error) {
+	now, umask, err := threadInherited()
+	if err != nil {
+		return wire.SpawnReply{}, err
+	}
+	if now != base {
+		return wire.SpawnReply{}, errSpareUnfit
+	}
+	c, err := threadCreds()
+	if err != nil {
+		return wire.SpawnReply{}, err
+	}
+	fds, err := inheritedFDs()
+	if err != nil {
+		return wire.SpawnReply{}, err
+	}
+	if 1+len(fds) > maxClaimFDs {
+		return wire.SpawnReply{}, fmt.Errorf("%w: more than %d descriptors to pass", errSpareUnfit, maxClaimFDs-1)
+	}
+	// The working directory travels as a descriptor, which also works
+	// where a path would not (deleted, or out of the worker's reach).
+	cwd, err := unix.Open(".", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return wire.SpawnReply{}, fmt.Errorf("working directory: %w", err)
+	}
+	defer unix.Close(cwd)
+	msg, err := newClaim(ch, c, umask, os.Environ(), fds).encode()
+	if err != nil {
+		return wire.SpawnReply{}, err
+	}
+	uc, ok := w.sock.(*net.UnixConn)
+	if !ok {
+		return wire.SpawnReply{}, fmt.Errorf("worker socket is a %T", w.sock)
+	}
+	w.ch.Store(ch)
+	n, _, err := uc.WriteMsgUnix(msg, unix.UnixRights(append([]int{cwd}, fds...)...), nil)
+	if err == nil && n < len(msg) {
+		_, err = uc.Write(msg[n:])
+	}
+	if err != nil {
+		return wire.SpawnReply{}, fmt.Errorf("send claim: %w", err)
+	}
+	return w.waitReady(spawnWait)
+}
+
+// inherited is what a process inherits from the thread that forks it and a
+// claim does not carry: everything else that a test can change through an
+// identity's system calls and a worker would see. A spare stands in for a
+// fork of the parent's thread only if that thread has the same as the
+// thread the spare was forked from. Comparable with ==.
+type inherited struct {
+	ns     [len(namespaces)]uint64 // inode of each namespace
+	root   [2]uint64               // device and inode of the root directory
+	limits [16]unix.Rlimit         // RLIMIT_CPU .. RLIMIT_RTTIME
+	attrs  [len(attrProbes)]uintptr
+	status string // the statusLines of /proc/thread-self/status
+	cgroup string // /proc/thread-self/cgroup
+	oomAdj string // /proc/thread-self/oom_score_adj
+}
+
+// namespaces are those of the calling thread that a child gets.
+var namespaces = [...]string{"cgroup", "ipc", "mnt", "net", "pid_for_children", "time_for_children", "user", "uts"}
+
+// attrProbes are raw system calls that read one thread attribute each.
+var attrProbes = [...][3]uintptr{
+	{unix.SYS_PERSONALITY, 0xffffffff},
+	{unix.SYS_GETPRIORITY, unix.PRIO_PROCESS, 0}, // who 0: the calling thread
+	{unix.SYS_SCHED_GETSCHEDULER, 0},
+	{unix.SYS_IOPRIO_GET, 1, 0}, // IOPRIO_WHO_PROCESS, the calling thread
+	{unix.SYS_PRCTL, unix.PR_GET_SECUREBITS},
+	{unix.SYS_PRCTL, unix.PR_GET_TIMERSLACK},
+	{unix.SYS_PRCTL, unix.PR_GET_THP_DISABLE},
+}
+
+// statusLines are the inherited fields of /proc/thread-self/status that
+// nothing above covers.
+var statusLines = []string{"CapBnd:", "CapAmb:", "NoNewPrivs:", "Seccomp:", "Seccomp_filters:",
+	"Speculation_Store_Bypass:", "SpeculationIndirectBranch:", "Cpus_allowed:", "Mems_allowed:"}
+
+// threadInherited reads what a fork of the calling thread would inherit and
+// a claim does not carry, and the umask, which a claim does.
+func threadInherited() (s inherited, umask int, err error) {
+	var st unix.Stat_t
+	for i, ns := range namespaces {
+		if unix.Stat("/proc/thread-self/ns/"+ns, &st) == nil {
+			s.ns[i] = st.Ino
+		}
+	}
+	if err := unix.Stat("/", &st); err != nil {
+		return s, 0, fmt.Errorf("stat /: %w", err)
+	}
+	s.root = [2]uint64{st.Dev, st.Ino}
+	for r := range s.limits {
+		unix.Prlimit(0, r, nil, &s.limits[r])
+	}
+	for i, p := range attrProbes {
+		r, _, e := unix.RawSyscall(p[0], p[1], p[2], 0)
+		if e != 0 {
+			r = ^uintptr(e)
+		}
+		s.attrs[i] = r
+	}
+	status, err := readProc("status")
+	if err != nil {
+		return s, 0, err
+	}
+	umask = -1
+	var kept strings.Builder
+	for _, line := range strings.Split(status, "\n") {
+		if v, ok := strings.CutPrefix(line, "Umask:"); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32)
+			if err != nil {
+				return s, 0, fmt.Errorf("umask %q: %w", v, err)
+			}
+			umask = int(n)
+		}
+		for _, p := range statusLines {
+			if strings.HasPrefix(line, p) {
+				kept.WriteString(line + "\n")
+			}
+		}
+	}
+	if umask < 0 {
+		return s, 0, errors.New("no umask in /proc/thread-self/status")
+	}
+	s.status = kept.String()
+	s.cgroup, _ = readProc("cgroup")
+	s.oomAdj, _ = readProc("oom_score_adj")
+	return s, umask, nil
+}
+
+// readProc reads a small file of /proc/thread-self with plain system calls
+// on the calling thread.
+func readProc(name string) (string, error) {
+	fd, err := unix.Open("/proc/thread-self/"+name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", fmt.Errorf("open /proc/thread-self/%s: %w", name, err)
+	}
+	defer unix.Close(fd)
+	var b []byte
+	buf := make([]byte, 4096)
+	for {
+		n, err := unix.Read(fd, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return "", fmt.Errorf("read /proc/thread-self/%s: %w", name, err)
+		}
+		if n == 0 {
+			return string(b), nil
+		}
+		b = append(b, buf[:n]...)
+	}
+}

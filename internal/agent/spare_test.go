@@ -1,0 +1,306 @@
+package agent
+
+import (
+	"encoding/binary"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/provium/provium/internal/wire"
+)
+
+// spareWorker waits until the agent has a spare and returns it.
+func (h *testHost) spareWorker() *forkWorker {
+	h.t.Helper()
+	var w *forkWorker
+	eventually(h.t, "a spare worker process is started", func() bool {
+		h.a.mu.Lock()
+		defer h.a.mu.Unlock()
+		w = h.a.spare.w
+		return w != nil
+	})
+	return w
+}
+
+// noSpare reports whether the agent has neither a spare nor one starting.
+func (h *testHost) noSpare() bool {
+	h.a.mu.Lock()
+	defer h.a.mu.Unlock()
+	return h.a.spare.w == nil && h.a.spare.starting == nil
+}
+
+// capget returns the capability sets of an identity's thread, raw.
+func (h *testHost) capget(ch uint32) []byte {
+	h.t.Helper()
+	hdr := binary.LittleEndian.AppendUint32(nil, unix.LINUX_CAPABILITY_VERSION_3)
+	hdr = binary.LittleEndian.AppendUint32(hdr, 0)
+	req := wire.Syscall{Nr: unix.SYS_CAPGET, Bufs: []wire.Buf{{Arg: 0}, {Arg: 1}}}
+	ret, out := h.syscall(ch, req, hdr, make([]byte, 24))
+	if ret != 0 {
+		h.t.Fatalf("capget on channel %d = %d", ch, ret)
+	}
+	return out[1]
+}
+
+// getgroups returns the supplementary groups of an identity's thread.
+func (h *testHost) getgroups(ch uint32) []uint32 {
+	h.t.Helper()
+	req := wire.Syscall{Nr: unix.SYS_GETGROUPS, Args: [6]uint64{64}, Bufs: []wire.Buf{{Arg: 1}}}
+	n, out := h.syscall(ch, req, make([]byte, 4*64))
+	if n < 0 {
+		h.t.Fatalf("getgroups on channel %d = %d", ch, n)
+	}
+	groups := make([]uint32, n)
+	for i := range groups {
+		groups[i] = binary.LittleEndian.Uint32(out[0][4*i:])
+	}
+	return groups
+}
+
+// A spawn claims the spare: the worker is the spare process, and it has the
+// parent identity's credentials and the agent's descriptors (same numbers),
+// working directory, umask and environment as of the spawn, as a fork of
+// the parent's thread would have.
+func TestSpareClaim(t *testing.T) {
+	requireRoot(t)
+	h := newSession(t)
+	h.spawn(2, false)
+	h.ok(2, wire.OpClose, nil)
+	spare := h.spareWorker()
+
+	// Descriptors: one the test opened, and a copy at a number far above.
+	path := filepath.Join(t.TempDir(), "inherited")
+	fd := openat(t, h, wire.MainChannel, path, unix.O_RDWR|unix.O_CREAT|unix.O_TRUNC)
+	const high = 200
+	if ret := h.sys(wire.MainChannel, unix.SYS_DUP3, uint64(fd), high, 0); ret != high {
+		t.Fatalf("dup3 = %d", ret)
+	}
+	t.Cleanup(func() { unix.Close(high) })
+	// Working directory, umask and environment, all the agent process's.
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	wd, _ := os.Getwd()
+	if err := os.Chdir(dir); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Chdir(wd) })
+	old := unix.Umask(0o027)
+	t.Cleanup(func() { unix.Umask(old) })
+	t.Setenv("PROVIUM_SPARE_TEST", "carried")
+	// Credentials of the parent identity's thread: groups, gids, euid.
+	setgroups := wire.Syscall{Nr: unix.SYS_SETGROUPS, Args: [6]uint64{2}, Bufs: []wire.Buf{{Arg: 1}}}
+	if ret, _ := h.syscall(wire.MainChannel, setgroups, []byte{0xa0, 0x0f, 0, 0, 0xa1, 0x0f, 0, 0}); ret != 0 {
+		t.Fatalf("setgroups = %d", ret)
+	}
+	if ret := h.sys(wire.MainChannel, unix.SYS_SETRESGID, minus1, 3000, minus1); ret != 0 {
+		t.Fatalf("setresgid = %d", ret)
+	}
+	if ret := h.sys(wire.MainChannel, unix.SYS_SETRESUID, minus1, 2000, minus1); ret != 0 {
+		t.Fatalf("setresuid = %d", ret)
+	}
+	parentCaps := h.capget(wire.MainChannel)
+
+	w := h.spawn(3, false)
+
+	// Back to root before anything can fail.
+	h.sys(wire.MainChannel, unix.SYS_SETRESUID, minus1, 0, minus1)
+	h.sys(wire.MainChannel, unix.SYS_SETRESGID, minus1, 0, minus1)
+	h.sys(wire.MainChannel, unix.SYS_SETGROUPS, 0, 0)
+	if w.PID != spare.proc.Pid {
+		t.Fatalf("worker pid %d, want the spare's %d", w.PID, spare.proc.Pid)
+	}
+	if got := h.sys(3, unix.SYS_GETPID); got != int64(w.PID) {
+		t.Errorf("worker getpid = %d, spawn said %d", got, w.PID)
+	}
+	if got := h.sys(3, unix.SYS_GETTID); got != int64(w.TID) {
+		t.Errorf("worker gettid = %d, spawn said %d", got, w.TID)
+	}
+
+	if got := [4]int64{h.sys(3, unix.SYS_GETUID), h.sys(3, unix.SYS_GETEUID), h.sys(3, unix.SYS_GETGID), h.sys(3, unix.SYS_GETEGID)}; got != [4]int64{0, 2000, 0, 3000} {
+		t.Errorf("worker uid, euid, gid, egid = %v, want [0 2000 0 3000]", got)
+	}
+	if got := h.getgroups(3); len(got) != 2 || got[0] != 4000 || got[1] != 4001 {
+		t.Errorf("worker groups = %v, want [4000 4001]", got)
+	}
+	if got := h.capget(3); string(got) != string(parentCaps) {
+		t.Errorf("worker capabilities %x, parent's %x", got, parentCaps)
+	}
+	if got := h.sys(wire.MainChannel, unix.SYS_GETEUID); got != 0 {
+		t.Errorf("main euid = %d after restoring it", got)
+	}
+
+	for _, n := range []int{fd, high} {
+		req := wire.Syscall{Nr: unix.SYS_WRITE, Args: [6]uint64{uint64(n), 0, 2}, Bufs: []wire.Buf{{Arg: 1}}}
+		if ret, _ := h.syscall(3, req, []byte("ab")); ret != 2 {
+			t.Errorf("write to inherited fd %d = %d", n, ret)
+		}
+	}
+	if b, _ := os.ReadFile(path); string(b) != "abab" {
+		t.Errorf("file has %q, want abab", b)
+	}
+	// Nothing else: every other descriptor of the worker is close-on-exec.
+	if _, out, _ := h.exec(3, wire.Exec{Cmd: "ls /proc/self/fd"}, nil); !strings.Contains(out, "200") {
+		t.Errorf("a command of the worker has descriptors %q, want 200 among them", out)
+	}
+
+	req := wire.Syscall{Nr: unix.SYS_GETCWD, Args: [6]uint64{0, 4096}, Bufs: []wire.Buf{{Arg: 0}}}
+	if ret, out := h.syscall(3, req, make([]byte, 4096)); ret <= 0 || string(out[0][:ret-1]) != dir {
+		t.Errorf("worker cwd = %q (%d), want %q", out[0][:max(ret, 1)-1], ret, dir)
+	}
+	if got := h.sys(3, unix.SYS_UMASK, 0o022); got != 0o027 {
+		t.Errorf("worker umask = %#o, want 027", got)
+	}
+	if _, out, _ := h.exec(3, wire.Exec{Cmd: "echo $PROVIUM_SPARE_TEST"}, nil); strings.TrimSpace(out) != "carried" {
+		t.Errorf("worker environment: PROVIUM_SPARE_TEST=%q", out)
+	}
+
+	// A new spare replaces the one claimed.
+	if next := h.spareWorker(); next == spare {
+		t.Error("the claimed spare is still the spare")
+	}
+	h.ok(3, wire.OpClose, nil)
+	eventually(t, "the worker process is gone", func() bool { return processGone(w.PID) })
+}
+
+// Without a spare — the first spawn, or after the spare died — a spawn
+// starts a worker the usual way, and a spare after it.
+func TestSpareFallback(t *testing.T) {
+	h := newSession(t)
+	if !h.noSpare() {
+		t.Fatal("a spare before the first spawn")
+	}
+	w := h.spawn(2, false)
+	h.ok(2, wire.OpPing, nil)
+	spare := h.spareWorker()
+	if w.PID == spare.proc.Pid {
+		t.Fatal("the first worker is the spare")
+	}
+
+	spare.proc.Kill()
+	<-spare.gone()
+	w = h.spawn(3, false)
+	h.ok(3, wire.OpPing, nil)
+	if w.PID == spare.proc.Pid || h.spareWorker() == spare {
+		t.Errorf("worker %d after the spare %d died", w.PID, spare.proc.Pid)
+	}
+}
+
+// A spare stands in only for a fork of a thread like the one it was
+// started from. A thread worker whose nice value differs spawns a worker
+// the usual way, which gets that nice value.
+func TestSpareUnfit(t *testing.T) {
+	requireRoot(t)
+	h := newSession(t)
+	h.spawn(2, false)
+	spare := h.spareWorker()
+	h.spawn(3, true)
+	if ret := h.sys(3, unix.SYS_SETPRIORITY, unix.PRIO_PROCESS, 0, 7); ret != 0 {
+		t.Fatalf("setpriority = %d", ret)
+	}
+	var w wire.SpawnReply
+	decode(t, h.ok(3, wire.OpSpawn, wire.Spawn{Channel: 4}), &w)
+	if w.PID == spare.proc.Pid {
+		t.Fatal("the spare stood in for a thread with another nice value")
+	}
+	// getpriority returns 20 - nice.
+	if got := h.sys(4, unix.SYS_GETPRIORITY, unix.PRIO_PROCESS, 0); got != 13 {
+		t.Errorf("worker getpriority = %d, want 13 (nice 7)", got)
+	}
+	if got := h.sys(2, unix.SYS_GETPRIORITY, unix.PRIO_PROCESS, 0); got != 20 {
+		t.Errorf("first worker getpriority = %d, want 20 (nice 0)", got)
+	}
+	eventually(t, "the unfit spare is gone", func() bool { return processGone(spare.proc.Pid) })
+}
+
+// Quiesce kills the spare (a snapshot holds none); the next spawn starts
+// a worker and a spare again.
+func TestQuiesceKillsTheSpare(t *testing.T) {
+	h := newSession(t)
+	h.spawn(2, false)
+	spare := h.spareWorker()
+	h.ok(wire.ControlChannel, wire.OpQuiesce, nil)
+	if !processGone(spare.proc.Pid) || !h.noSpare() {
+		t.Fatalf("after quiesce: spare %d gone %v, slot empty %v", spare.proc.Pid, processGone(spare.proc.Pid), h.noSpare())
+	}
+	w := h.spawn(2, false)
+	h.ok(2, wire.OpPing, nil)
+	if w.PID == spare.proc.Pid {
+		t.Error("worker is the killed spare")
+	}
+	h.spareWorker()
+}
+
+// placeFDs puts each received descriptor at its number, moving the socket
+// and the received copies out of the way first, and refuses to clobber a
+// descriptor the worker uses.
+func TestPlaceFDs(t *testing.T) {
+	const base = 900 // far above anything the test process has open
+	for fd := base; fd < base+10; fd++ {
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err == nil {
+			t.Skipf("descriptor %d is in use", fd)
+		}
+	}
+	t.Cleanup(func() {
+		for fd := base; fd < base+10; fd++ {
+			unix.Close(fd)
+		}
+	})
+	// Three files to place at base, base+1, base+2. The second arrives at
+	// base+2 — where the third goes — and the socket sits at base+1.
+	var files [3]*os.File
+	var ino [3]uint64
+	for i := range files {
+		f, err := os.Create(filepath.Join(t.TempDir(), "f"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		files[i] = f
+		var st unix.Stat_t
+		unix.Fstat(int(f.Fd()), &st)
+		ino[i] = st.Ino
+	}
+	dupAt := func(f *os.File, fd int) int {
+		if err := unix.Dup3(int(f.Fd()), fd, unix.O_CLOEXEC); err != nil {
+			t.Fatal(err)
+		}
+		return fd
+	}
+	got := []int{dupAt(files[0], base+5), dupAt(files[1], base+2), dupAt(files[2], base+6)}
+	sock := dupAt(files[0], base+1)
+	want := []int{base, base + 1, base + 2}
+
+	sock, err := placeFDs(sock, got, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sock <= base+2 {
+		t.Errorf("socket at %d, not moved above the wanted numbers", sock)
+	}
+	if flags, err := unix.FcntlInt(uintptr(sock), unix.F_GETFD, 0); err != nil || flags&unix.FD_CLOEXEC == 0 {
+		t.Errorf("moved socket %d: flags %d, %v; want close-on-exec", sock, flags, err)
+	}
+	for i, fd := range want {
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil || st.Ino != ino[i] {
+			t.Errorf("descriptor %d: inode %d (%v), want %d", fd, st.Ino, err, ino[i])
+		}
+		if flags, _ := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); flags&unix.FD_CLOEXEC != 0 {
+			t.Errorf("descriptor %d is close-on-exec", fd)
+		}
+	}
+	if _, err := unix.FcntlInt(uintptr(base+5), unix.F_GETFD, 0); err == nil {
+		t.Errorf("received copy %d still open", base+5)
+	}
+	unix.Close(sock)
+
+	// A descriptor of the worker's own at a wanted number stops the claim.
+	busy := dupAt(files[0], base+8)
+	got = []int{dupAt(files[1], base+9)}
+	if _, err := placeFDs(base+7, got, []int{busy}); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Errorf("placing over a busy descriptor: %v", err)
+	}
+}
