@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"errors"
+	"hash/crc32"
 	"io"
 	"net"
 	"testing"
@@ -200,4 +201,13 @@ func FuzzReceive(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestCRC32CMatchesTheStandardLibrary(t *testing.T) {
+	table := crc32.MakeTable(crc32.Castagnoli)
+	for _, s := range []string{"", "a", "123456789", "PRVM header bytes!!!"} {
+		if got, want := crc32c([]byte(s)), crc32.Checksum([]byte(s), table); got != want {
+			t.Errorf("crc32c(%q) = %#x, want %#x", s, got, want)
+		}
+	}
 }
