@@ -18,28 +18,59 @@ import (
 // Spare worker process.
 //
 // Starting a worker process costs an exec and the Go runtime's start, tens
-// of milliseconds on an emulated CPU. So after the first fork worker spawn
-// the agent keeps one worker process started ahead, a spare, and the next
-// spawn claims it (see claim): the spare takes on what it would have
-// inherited from the parent's thread, and becomes the worker. After a claim
-// a new spare starts in the background. A spawn that finds no spare, or one
-// that cannot stand in for a fork of the parent's thread (see inherited),
-// starts a worker the usual way.
+// of milliseconds on an emulated CPU. So the agent keeps one worker process
+// started ahead, a spare, and a fork worker spawn claims it (see claim): the
+// spare takes on what it would have inherited from the parent's thread, and
+// becomes the worker. A spawn that finds no spare, or one that cannot stand
+// in for a fork of the parent's thread (see inherited), starts a worker the
+// usual way.
 //
-// The first spare starts after the first fork worker spawn, not at boot:
-// most tests never spawn a worker, and a spare's start competes for the
-// guest's CPU with whatever the test does first. Quiesce kills the spare, so
-// a fixture snapshot never holds one; the next spawn starts one again.
+// A spare starts spareDelay after the last fork worker spawn, when no other
+// one is in progress: not at boot (most tests never spawn a worker), not
+// while the test talks to the worker it just got (on a single emulated CPU a
+// starting spare would double the latency of that first call), and not in
+// a burst of spawns, where each would wait for a spare that starts after
+// the previous one instead of starting its own worker. A spawn that comes
+// while a spare is still starting claims it: the claim waits on the socket
+// until the spare is there, which is sooner than a new process would be.
 //
-// A spare is not a worker: it is in no channel's map and the host never
-// hears of it.
+// Quiesce kills the spare and holds off the next until a spawn, so a
+// fixture snapshot never holds one. A spare is not a worker: it is in no
+// channel's map and the host never hears of it.
 type spareSlot struct {
 	// All fields are guarded by Agent.mu.
 	w        *forkWorker
 	base     inherited     // what w inherited when it was started
 	starting chan struct{} // closed when the start in progress is over; nil if none
 	gen      int           // bumped by quiesce: a start begun before is discarded
+	timer    *time.Timer   // starts the next spare
+	parked   bool          // quiesced: no spare until the next spawn
 	closed   bool          // Close was called: no more spares
+}
+
+// spareDelay is how long after the last fork worker spawn a spare starts.
+const spareDelay = 50 * time.Millisecond
+
+// spawnBegins holds off the start of a spare while a spawn is in progress.
+func (a *Agent) spawnBegins() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.spare.parked = false
+	if a.spare.timer != nil {
+		a.spare.timer.Stop()
+	}
+}
+
+// spawnEnded starts a spare spareDelay from now, unless a spawn begins
+// meanwhile.
+func (a *Agent) spawnEnded() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.spare.timer == nil {
+		a.spare.timer = time.AfterFunc(spareDelay, a.ensureSpare)
+	} else {
+		a.spare.timer.Reset(spareDelay)
+	}
 }
 
 // errSpareUnfit says that the spawning thread differs from the spare in
@@ -67,7 +98,8 @@ func (a *Agent) claimSpare(ch uint32) (*forkWorker, wire.SpawnReply) {
 
 // takeSpare removes the spare from its slot and returns it with what it
 // inherited. A start in progress is waited for: it is only a fork and an
-// exec, and the spare it yields is further along than a new process.
+// exec, and the spare it yields is further along than a new process would
+// be.
 func (a *Agent) takeSpare() (*forkWorker, inherited) {
 	a.mu.Lock()
 	starting := a.spare.starting
@@ -98,7 +130,7 @@ func (a *Agent) ensureSpare() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	s := &a.spare
-	if s.w != nil || s.starting != nil || s.closed {
+	if s.w != nil || s.starting != nil || s.parked || s.closed {
 		return
 	}
 	done := make(chan struct{})
@@ -122,12 +154,16 @@ func (a *Agent) ensureSpare() {
 	}()
 }
 
-// dropSpare kills the spare and any spare being started, and returns a
-// channel closed once they are gone.
+// dropSpare kills the spare and any spare being started, holds off the
+// next until a spawn, and returns a channel closed once they are gone.
 func (a *Agent) dropSpare() <-chan struct{} {
 	a.mu.Lock()
 	s := &a.spare
 	s.gen++
+	s.parked = true
+	if s.timer != nil {
+		s.timer.Stop()
+	}
 	w, starting := s.w, s.starting
 	s.w = nil
 	a.mu.Unlock()
@@ -224,11 +260,12 @@ func (w *forkWorker) claim(ch uint32, base inherited) (wire.SpawnReply, error) {
 // fork of the parent's thread only if that thread has the same as the
 // thread the spare was forked from. Comparable with ==.
 type inherited struct {
-	ns     [len(namespaces)]uint64 // inode of each namespace
-	root   [2]uint64               // device and inode of the root directory
-	limits [16]unix.Rlimit         // RLIMIT_CPU .. RLIMIT_RTTIME
+	ns     string          // the thread's namespace links, e.g. "mnt:[4026531841]"
+	root   [2]uint64       // device and inode of the root directory
+	limits [16]unix.Rlimit // RLIMIT_CPU .. RLIMIT_RTTIME
+	cpus   unix.CPUSet     // affinity
 	attrs  [len(attrProbes)]uintptr
-	status string // the statusLines of /proc/thread-self/status
+	status string // the inheritedStatus fields of /proc/thread-self/status
 	cgroup string // /proc/thread-self/cgroup
 	oomAdj string // /proc/thread-self/oom_score_adj
 }
@@ -245,22 +282,29 @@ var attrProbes = [...][3]uintptr{
 	{unix.SYS_PRCTL, unix.PR_GET_SECUREBITS},
 	{unix.SYS_PRCTL, unix.PR_GET_TIMERSLACK},
 	{unix.SYS_PRCTL, unix.PR_GET_THP_DISABLE},
+	{unix.SYS_PRCTL, unix.PR_GET_NO_NEW_PRIVS},
 }
 
-// statusLines are the inherited fields of /proc/thread-self/status that
-// nothing above covers.
-var statusLines = []string{"CapBnd:", "CapAmb:", "NoNewPrivs:", "Seccomp:", "Seccomp_filters:",
-	"Speculation_Store_Bypass:", "SpeculationIndirectBranch:", "Cpus_allowed:", "Mems_allowed:"}
+// inheritedStatus are the fields of /proc/thread-self/status that a child
+// inherits and nothing else reads.
+var inheritedStatus = map[string]bool{"CapBnd": true, "CapAmb": true, "Seccomp": true, "Seccomp_filters": true,
+	"Speculation_Store_Bypass": true, "SpeculationIndirectBranch": true, "Mems_allowed": true}
 
 // threadInherited reads what a fork of the calling thread would inherit and
-// a claim does not carry, and the umask, which a claim does.
+// a claim does not carry, and the umask, which a claim does. Under an
+// emulated CPU a lookup in /proc costs a hundred microseconds or more: this
+// reads three files and eight links, a few milliseconds in all.
 func threadInherited() (s inherited, umask int, err error) {
-	var st unix.Stat_t
-	for i, ns := range namespaces {
-		if unix.Stat("/proc/thread-self/ns/"+ns, &st) == nil {
-			s.ns[i] = st.Ino
+	var ns strings.Builder
+	buf := make([]byte, 64)
+	for _, name := range namespaces {
+		if n, err := unix.Readlink("/proc/thread-self/ns/"+name, buf); err == nil {
+			ns.Write(buf[:n])
 		}
+		ns.WriteByte(' ')
 	}
+	s.ns = ns.String()
+	var st unix.Stat_t
 	if err := unix.Stat("/", &st); err != nil {
 		return s, 0, fmt.Errorf("stat /: %w", err)
 	}
@@ -268,6 +312,7 @@ func threadInherited() (s inherited, umask int, err error) {
 	for r := range s.limits {
 		unix.Prlimit(0, r, nil, &s.limits[r])
 	}
+	unix.SchedGetaffinity(0, &s.cpus)
 	for i, p := range attrProbes {
 		r, _, e := unix.RawSyscall(p[0], p[1], p[2], 0)
 		if e != 0 {
@@ -281,18 +326,18 @@ func threadInherited() (s inherited, umask int, err error) {
 	}
 	umask = -1
 	var kept strings.Builder
-	for _, line := range strings.Split(status, "\n") {
-		if v, ok := strings.CutPrefix(line, "Umask:"); ok {
-			n, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32)
+	for rest := status; rest != ""; {
+		var line string
+		line, rest, _ = strings.Cut(rest, "\n")
+		key, value, _ := strings.Cut(line, ":")
+		if key == "Umask" {
+			n, err := strconv.ParseUint(strings.TrimSpace(value), 8, 32)
 			if err != nil {
-				return s, 0, fmt.Errorf("umask %q: %w", v, err)
+				return s, 0, fmt.Errorf("umask %q: %w", value, err)
 			}
 			umask = int(n)
-		}
-		for _, p := range statusLines {
-			if strings.HasPrefix(line, p) {
-				kept.WriteString(line + "\n")
-			}
+		} else if inheritedStatus[key] {
+			kept.WriteString(line)
 		}
 	}
 	if umask < 0 {

@@ -4,8 +4,11 @@ import (
 	"encoding/binary"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -225,6 +228,11 @@ func TestQuiesceKillsTheSpare(t *testing.T) {
 	if !processGone(spare.proc.Pid) || !h.noSpare() {
 		t.Fatalf("after quiesce: spare %d gone %v, slot empty %v", spare.proc.Pid, processGone(spare.proc.Pid), h.noSpare())
 	}
+	// None starts again before the next spawn: a snapshot would hold it.
+	time.Sleep(3 * spareDelay)
+	if !h.noSpare() {
+		t.Fatal("a spare started after quiesce")
+	}
 	w := h.spawn(2, false)
 	h.ok(2, wire.OpPing, nil)
 	if w.PID == spare.proc.Pid {
@@ -302,5 +310,75 @@ func TestPlaceFDs(t *testing.T) {
 	got = []int{dupAt(files[1], base+9)}
 	if _, err := placeFDs(base+7, got, []int{busy}); err == nil || !strings.Contains(err.Error(), "in use") {
 		t.Errorf("placing over a busy descriptor: %v", err)
+	}
+}
+
+// A spare holds none of the test's descriptors while it waits: the write
+// end of a pipe it held would keep the reader from seeing EOF.
+func TestSpareHoldsNoTestDescriptors(t *testing.T) {
+	h := newSession(t)
+	var p [2]int
+	if err := unix.Pipe2(p[:], 0); err != nil { // not close-on-exec, like a test's
+		t.Fatal(err)
+	}
+	defer unix.Close(p[0])
+	defer unix.Close(p[1])
+	var st unix.Stat_t
+	unix.Fstat(p[1], &st)
+	h.spawn(2, false)
+	spare := h.spareWorker()
+	dir := "/proc/" + strconv.Itoa(spare.proc.Pid) + "/fd"
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		var fst unix.Stat_t
+		if unix.Stat(filepath.Join(dir, e.Name()), &fst) == nil && fst.Ino == st.Ino && fst.Dev == st.Dev {
+			t.Errorf("the spare holds the pipe as descriptor %s", e.Name())
+		}
+	}
+}
+
+// A worker process, started or claimed, sees the agent's environment:
+// GODEBUG included.
+func TestWorkerEnvironment(t *testing.T) {
+	for _, godebug := range []string{"", "madvdontneed=1"} {
+		if godebug == "" {
+			old, had := os.LookupEnv("GODEBUG")
+			os.Unsetenv("GODEBUG")
+			if had {
+				t.Cleanup(func() { os.Setenv("GODEBUG", old) })
+			}
+		} else {
+			t.Setenv("GODEBUG", godebug)
+		}
+		want := strings.Join(os.Environ(), "\n")
+		h := newSession(t)
+		h.spawn(2, false)
+		spare := h.spareWorker()
+		w := h.spawn(3, false)
+		if w.PID != spare.proc.Pid {
+			t.Fatalf("worker %d is not the spare %d", w.PID, spare.proc.Pid)
+		}
+		for _, ch := range []uint32{2, 3} {
+			_, out, _ := h.exec(ch, wire.Exec{Cmd: "env -0"}, nil)
+			env := strings.Split(strings.TrimSuffix(out, "\x00"), "\x00")
+			// The shell sets a few of its own.
+			env = slices.DeleteFunc(env, func(kv string) bool {
+				k, _, _ := strings.Cut(kv, "=")
+				return k == "PWD" || k == "SHLVL" || k == "_" || k == "OLDPWD"
+			})
+			mine := slices.DeleteFunc(strings.Split(want, "\n"), func(kv string) bool {
+				k, _, _ := strings.Cut(kv, "=")
+				return k == "PWD" || k == "SHLVL" || k == "_" || k == "OLDPWD"
+			})
+			// The shell passes them on in an order of its own.
+			slices.Sort(env)
+			slices.Sort(mine)
+			if !slices.Equal(env, mine) {
+				t.Errorf("GODEBUG=%q: worker on channel %d has environment\n%s\nwant\n%s", godebug, ch, strings.Join(env, "\n"), strings.Join(mine, "\n"))
+			}
+		}
 	}
 }

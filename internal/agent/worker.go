@@ -37,7 +37,9 @@ func WorkerMain() {
 	if ch == 0 {
 		os.Exit(runSpare(fd))
 	}
-	os.Exit(runWorker(os.NewFile(uintptr(fd), "provium-worker-socket"), ch, nil))
+	os.Exit(runWorker(func() (io.ReadWriter, uint32, error) {
+		return os.NewFile(uintptr(fd), "provium-worker-socket"), ch, nil
+	}))
 }
 
 // workerEnv reads the socket and the channel, 0 for a spare.
@@ -60,17 +62,30 @@ func workerEnv() (fd int, ch uint32, err error) {
 	return fd, uint32(c), nil
 }
 
-// runWorker serves one identity on channel ch over rw until rw fails, and
-// returns the exit status for the process. setup, if not nil, runs first on
-// the identity's thread; if it fails, the worker sends the error instead of
-// its ready signal.
-func runWorker(rw io.ReadWriter, ch uint32, setup func() error) int {
-	conn := wire.NewConn(rw, 0)
-	h := &workerHost{conn: conn}
-	id := newIdentity(ch, h)
-	tid, err := id.start(setup)
+// runWorker serves one identity until its socket fails, and returns the
+// exit status for the process. open runs first, on the identity's thread,
+// and returns the socket and the channel to serve; if it fails, the worker
+// sends the error instead of its ready signal (io.EOF: it just exits).
+func runWorker(open func() (io.ReadWriter, uint32, error)) int {
+	h := &workerHost{}
+	id := newIdentity(0, h)
+	var ch uint32
+	tid, err := id.start(func() error {
+		rw, c, err := open()
+		if rw != nil {
+			h.conn = wire.NewConn(rw, 0)
+		}
+		id.ch, ch = c, c
+		return err
+	})
+	conn := h.conn
+	if errors.Is(err, io.EOF) {
+		return 0
+	}
 	if err != nil {
-		send(conn, ch, errorReply(0, err))
+		if conn != nil {
+			send(conn, ch, errorReply(0, err))
+		}
 		return 1
 	}
 	ready, err := wire.Reply(0, wire.SpawnReply{PID: os.Getpid(), TID: tid})

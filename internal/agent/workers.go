@@ -105,8 +105,10 @@ func (a *Agent) spawnThread(session uint64, ch uint32) (wire.SpawnReply, error) 
 
 // spawnProcess starts a worker process from the calling thread: it claims
 // the spare if it can, else it starts a new process. Either way a new spare
-// starts in the background (see spare.go).
+// starts in the background a moment later (see spare.go).
 func (a *Agent) spawnProcess(session uint64, ch uint32) (wire.SpawnReply, error) {
+	a.spawnBegins()
+	defer a.spawnEnded()
 	w, rep := a.claimSpare(ch)
 	if w == nil {
 		var err error
@@ -122,7 +124,6 @@ func (a *Agent) spawnProcess(session uint64, ch uint32) (wire.SpawnReply, error)
 		w.kill()
 		return wire.SpawnReply{}, err
 	}
-	a.ensureSpare()
 	return rep, nil
 }
 
