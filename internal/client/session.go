@@ -86,7 +86,7 @@ func Open(ctx context.Context, rwc io.ReadWriteCloser, trace Tracer) (*Session, 
 	// The agent may still be starting and the first Hello may land in a
 	// port nobody reads yet: repeat it until one is answered.
 	go func() {
-		t := time.NewTicker(250 * time.Millisecond)
+		t := time.NewTicker(50 * time.Millisecond)
 		defer t.Stop()
 		for {
 			select {
