@@ -74,14 +74,19 @@ func (rt *runtime) vmMetatable(L *lua.LState) {
 	}))
 }
 
-func checkVM(L *lua.LState, method string) *vmObj {
+func checkVM(L *lua.LState, method string) *vmObj { return checkSelf[*vmObj](L, "vm", method) }
+
+// checkSelf returns the object a method was called on, or raises an
+// argument error that shows the colon call the user meant.
+func checkSelf[T any](L *lua.LState, kind, method string) T {
 	if ud, ok := L.Get(1).(*lua.LUserData); ok {
-		if v, ok := ud.Value.(*vmObj); ok {
+		if v, ok := ud.Value.(T); ok {
 			return v
 		}
 	}
-	L.ArgError(1, fmt.Sprintf("vm expected, got %s (call it as vm:%s(...))", L.Get(1).Type(), method))
-	return nil
+	L.ArgError(1, fmt.Sprintf("%s expected, got %s (call it as %s:%s(...))", kind, L.Get(1).Type(), kind, method))
+	var zero T
+	return zero
 }
 
 // addVM wraps a machine the host made for this file.

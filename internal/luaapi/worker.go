@@ -85,13 +85,7 @@ func (rt *runtime) workerMetatable(L *lua.LState) {
 }
 
 func checkWorker(L *lua.LState, method string) *workerObj {
-	if ud, ok := L.Get(1).(*lua.LUserData); ok {
-		if w, ok := ud.Value.(*workerObj); ok {
-			return w
-		}
-	}
-	L.ArgError(1, fmt.Sprintf("worker expected, got %s (call it as worker:%s(...))", L.Get(1).Type(), method))
-	return nil
+	return checkSelf[*workerObj](L, "worker", method)
 }
 
 func (rt *runtime) newWorker(L *lua.LState, w *workerObj) *lua.LUserData {
