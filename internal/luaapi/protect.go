@@ -79,16 +79,7 @@ func (rt *runtime) luaPcall(L *lua.LState) int {
 		args = append(args, L.Get(i))
 	}
 	results, err := rt.pcall(L, fn, args, nil)
-	if err != nil {
-		L.Push(lua.LFalse)
-		L.Push(errorValue(err))
-		return 2
-	}
-	L.Push(lua.LTrue)
-	for _, r := range results {
-		L.Push(r)
-	}
-	return 1 + len(results)
+	return pushProtected(L, results, err)
 }
 
 // luaXpcall is the global xpcall(f, handler).
@@ -96,6 +87,12 @@ func (rt *runtime) luaXpcall(L *lua.LState) int {
 	fn := L.CheckAny(1)
 	handler := L.CheckFunction(2)
 	results, err := rt.pcall(L, fn, nil, handler)
+	return pushProtected(L, results, err)
+}
+
+// pushProtected returns what pcall returns: false and the error, or true
+// and the results.
+func pushProtected(L *lua.LState, results []lua.LValue, err error) int {
 	if err != nil {
 		L.Push(lua.LFalse)
 		L.Push(errorValue(err))
