@@ -1,6 +1,8 @@
 package kmod
 
 import (
+	"github.com/provium/provium/internal/profile"
+
 	"bytes"
 	"encoding/binary"
 	"errors"
@@ -187,14 +189,14 @@ func TestResolveDir(t *testing.T) {
 	}
 }
 
-// TestResolveDebianCloud runs against a real Debian cloud kernel tree when
-// one has been extracted there (its package ships no modules.dep).
+// TestResolveDebianCloud runs against the Debian cloud kernel that provium
+// setup installs (its package ships no modules.dep).
 func TestResolveDebianCloud(t *testing.T) {
-	matches, _ := filepath.Glob("/tmp/kdl/x/lib/modules/*-cloud-amd64")
-	if len(matches) == 0 {
-		t.Skip("no Debian cloud kernel extracted in /tmp/kdl/x")
+	k, err := profile.FindKernel()
+	if err != nil || k.ModulesDir == "" {
+		t.Fatalf("no kernel module tree (run provium setup): %v", err)
 	}
-	got, err := Resolve(matches[0], TransportModules...)
+	got, err := Resolve(k.ModulesDir, TransportModules...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -85,13 +85,33 @@ func (p *Process) SaveSnapshot(ctx context.Context, f *os.File) error {
 		}
 		switch info.Status {
 		case "completed":
-			return nil
+			return p.waitLeaving(ctx, "finish-migrate")
 		case "failed", "cancelled":
 			msg := info.ErrorDesc
 			if msg == "" {
 				msg = "no reason given"
 			}
 			return fmt.Errorf("%w: migration %s: %s", ErrMigration, info.Status, msg)
+		}
+	}
+}
+
+// waitLeaving polls the run state until it is no longer from: a completed
+// migration reports "completed" a moment before the VM reaches
+// "postmigrate", and a caller may act on the state at once.
+func (p *Process) waitLeaving(ctx context.Context, from string) error {
+	for {
+		st, err := p.Status(ctx)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrMigration, err)
+		}
+		if st != from {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: still %s: %w", ErrMigration, from, ctx.Err())
+		case <-time.After(2 * time.Millisecond):
 		}
 	}
 }

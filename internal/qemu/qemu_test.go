@@ -16,24 +16,26 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/provium/provium/internal/profile"
 )
 
-// testKernel returns a kernel to boot, or skips: QEMU and a kernel are
+// testKernel returns a kernel to boot; QEMU and a kernel are
 // needed. PROVIUM_TEST_KERNEL overrides the default Debian cloud kernel
-// extracted in /tmp/kdl/x.
+// the built-in profiles use (provium setup puts it in the user cache).
 func testKernel(t testing.TB) string {
 	t.Helper()
 	if _, err := exec.LookPath(Binary()); err != nil {
-		t.Skipf("no QEMU: %v", err)
+		t.Fatalf("no QEMU: %v (scripts/setup installs it)", err)
 	}
 	if k := os.Getenv("PROVIUM_TEST_KERNEL"); k != "" {
 		return k
 	}
-	ks, _ := filepath.Glob("/tmp/kdl/x/boot/vmlinuz-*")
-	if len(ks) == 0 {
-		t.Skip("no kernel: set PROVIUM_TEST_KERNEL")
+	k, err := profile.FindKernel()
+	if err != nil {
+		t.Fatalf("no kernel: %v (set PROVIUM_TEST_KERNEL, or run provium setup)", err)
 	}
-	return ks[0]
+	return k.Path
 }
 
 // watcher is a console that signals when a string has appeared.
