@@ -34,12 +34,15 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 while read m; do insmod "$m" || echo "insmod $m failed"; done < /provium/modules.order
-for i in 1 2 3 4 5 6 7 8 9 10; do
+# Devices probe asynchronously: wait for both, up to 20 s.
+i=0
+while [ $i -lt 100 ]; do
 	for p in /sys/class/virtio-ports/*; do
 		[ "$(cat $p/name 2>/dev/null)" = provium.test ] && port=/dev/${p##*/}
 	done
-	[ -n "$port" ] && break
+	[ -n "$port" ] && [ -e /sys/block/vda/ro ] && break
 	sleep 0.2
+	i=$((i+1))
 done
 echo "disk ro=$(cat /sys/block/vda/ro)"
 echo "hello from $port" > $port
