@@ -65,6 +65,7 @@ type Agent struct {
 	session uint64     // bumped by every Hello and every new stream
 	active  bool       // a Hello was answered on conn
 	epoch   uint32
+	helloID uint32 // id of the Hello that started the session
 	boots   int
 
 	sendFailing atomic.Bool // rate-limits logging of write errors

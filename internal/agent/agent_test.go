@@ -27,6 +27,13 @@ func TestHelloStartsSessions(t *testing.T) {
 	if r := h.hello(7); r.Boots != 1 {
 		t.Errorf("repeated hello: boots = %d, want 1", r.Boots)
 	}
+	id := h.nextID.Load() // that Hello's
+	h.ok(wire.MainChannel, wire.OpPing, nil)
+	// Copies of an answered Hello (the host's repeats, queued while the
+	// agent started) get no answer.
+	for range 3 {
+		h.send(wire.ControlChannel, wire.OpHello, id, wire.Hello{Version: wire.Version, Epoch: 7})
+	}
 	h.ok(wire.MainChannel, wire.OpPing, nil)
 
 	if r := h.hello(9); r.Boots != 2 {

@@ -16,8 +16,8 @@ import (
 // it is abandoned after this long.
 const quiesceWait = 5 * time.Second
 
-// hello starts a session, or answers a repeated Hello of the current one
-// (the host repeats it until the agent answers).
+// hello starts a session, or answers a new Hello of the current one, and
+// drops copies of the Hello it answered.
 func (a *Agent) hello(conn *wire.Conn, m *wire.Message) {
 	var h wire.Hello
 	if err := m.Decode(&h); err != nil {
@@ -30,6 +30,16 @@ func (a *Agent) hello(conn *wire.Conn, m *wire.Message) {
 		return // a stream that a newer one replaced
 	}
 	same := a.active && a.epoch == h.Epoch
+	if same && m.ID == a.helloID {
+		// A copy of the Hello already answered. The host repeats its
+		// Hello every few milliseconds until the agent answers, and
+		// during a boot the copies queue up in the port until the agent
+		// opens it: answering each would keep the guest busy for half a
+		// second after it is ready.
+		a.sendMu.Unlock()
+		return
+	}
+	a.helloID = m.ID
 	if !same {
 		conn.SetEpoch(h.Epoch)
 		a.session++
