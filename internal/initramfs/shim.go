@@ -34,7 +34,7 @@ func WriteShim(w io.Writer, s Shim) error {
 			return fmt.Errorf("shim: %w", err)
 		}
 	}
-	if err := a.hostFile(ShimInit, s.Agent, 0o755); err != nil {
+	if err := a.loadableFile(ShimInit, s.Agent, 0o755); err != nil {
 		return fmt.Errorf("shim: agent: %w", err)
 	}
 	var order strings.Builder
