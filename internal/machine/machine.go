@@ -10,11 +10,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/provium/provium/internal/client"
+	"github.com/provium/provium/internal/kernelimage"
 	"github.com/provium/provium/internal/profile"
 	"github.com/provium/provium/internal/qemu"
 	"github.com/provium/provium/internal/wire"
@@ -198,7 +200,7 @@ func (vm *VM) Boot(ctx context.Context, opts BootOptions) error {
 		appendArgs = append(appendArgs, "provium.root=/dev/vda")
 	}
 	vm.shape = Shape{
-		Kernel: p.Kernel, Initrd: initrd, Append: appendArgs,
+		Kernel: bootKernel(p.Kernel, vm.cfg.Log), Initrd: initrd, Append: appendArgs,
 		MemoryMiB: opts.MemoryMiB, CPUs: opts.CPUs, Disks: disks,
 		Transport: transport,
 	}
@@ -211,6 +213,21 @@ func (vm *VM) Boot(ctx context.Context, opts BootOptions) error {
 		vm.cfg.OnReady("booted", time.Since(start))
 	}
 	return nil
+}
+
+// bootKernel returns what QEMU boots for the kernel image at path: the
+// ELF inside it when it has a PVH entry point, which skips the firmware's
+// bzImage loader and the kernel's decompressor (half a second of every
+// cold boot under TCG), else the image itself.
+func bootKernel(path string, log io.Writer) string {
+	k, err := kernelimage.PVH(path, filepath.Join(profile.CacheDir(), "vmlinux"))
+	if err != nil {
+		if !errors.Is(err, kernelimage.ErrUnsupported) && log != nil {
+			fmt.Fprintf(log, "booting %s as a bzImage: %v\n", path, err)
+		}
+		return path
+	}
+	return k
 }
 
 func (vm *VM) bootError(what string, err error) error {
