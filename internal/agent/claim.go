@@ -32,7 +32,8 @@ type claim struct {
 	Caps    [2]unix.CapUserData `json:"caps"`
 	Umask   int                 `json:"umask"`
 	Env     []string            `json:"env"`
-	FDs     []int               `json:"fds"` // increasing, 0, 1 and 2 first
+	FDs     []int               `json:"fds"`   // increasing, 0, 1 and 2 first
+	Sched   [2]int              `json:"sched"` // scheduling policy and priority
 }
 
 const (
@@ -79,9 +80,17 @@ func runSpare(sock int) int {
 			unix.Close(fd)
 		}
 	}
+	// The agent made this process idle-class once it had exec'd; threads
+	// the runtime started since may have escaped (see spareSlot).
+	setProcessSched(os.Getpid(), unix.SCHED_IDLE, 0)
 	prewarm()
 	return runWorker(func() (io.ReadWriter, uint32, error) {
 		c, fds, err := receiveClaim(sock)
+		if err == nil {
+			// The agent set every thread's policy before it sent the
+			// claim; one the runtime started since got the spare's.
+			err = setProcessSched(os.Getpid(), c.Sched[0], c.Sched[1])
+		}
 		if err == nil {
 			sock, err = c.enter(sock, fds)
 		}

@@ -36,6 +36,7 @@ type forkWorker struct {
 	exited chan struct{}        // closed once the process was reaped
 	status string               // how it exited; set before exited is closed
 	end    chan struct{}        // closed once the worker is cleaned up
+	sched  [2]int               // a spare's policy and priority to take on when claimed
 
 	mu       sync.Mutex
 	inflight map[uint32]uint64 // ids sent to the worker and not answered, with their session

@@ -26,13 +26,22 @@ import (
 // usual way.
 //
 // A spare starts spareDelay after the last fork worker spawn, when no other
-// one is in progress: not at boot (most tests never spawn a worker), not
+// one is in progress: not at boot (most tests never spawn a worker, and a
+// spare starting beside a test's first calls made them 2-4 times slower,
+// even under SCHED_IDLE), not
 // while the test talks to the worker it just got (on a single emulated CPU a
 // starting spare would double the latency of that first call), and not in
 // a burst of spawns, where each would wait for a spare that starts after
 // the previous one instead of starting its own worker. A spawn that comes
 // while a spare is still starting claims it: the claim waits on the socket
 // until the spare is there, which is sooner than a new process would be.
+//
+// A spare runs under SCHED_IDLE once it has exec'd (the fork itself holds
+// locks every exec of the agent needs, so it runs at the agent's
+// priority): on a single emulated CPU it then takes only time the guest
+// would spend idle, and the calls a test makes meanwhile keep their speed
+// (thread worker spawn 8-9 -> 3-5 ms while a spare starts; provium bench).
+// A claim first gives its threads the claiming thread's policy back.
 //
 // Quiesce kills the spare and holds off the next until a spawn, so a
 // fixture snapshot never holds one. A spare is not a worker: it is in no
@@ -71,6 +80,21 @@ func (a *Agent) spawnEnded() {
 	} else {
 		a.spare.timer.Reset(spareDelay)
 	}
+}
+
+// wake gives every thread of the spare w the scheduling policy of the
+// thread it was started from, which is the claiming thread's too (see
+// inherited). It runs on a thread of its own: the claiming thread may have
+// given up the privilege to change another process's policy. Threads the
+// spare starts later inherit the policy from these; the spare checks once
+// more when the claim arrives (see runSpare).
+func (w *forkWorker) wake() error {
+	done := make(chan error, 1)
+	go func() { done <- setProcessSched(w.proc.Pid, w.sched[0], w.sched[1]) }()
+	if err := <-done; err != nil {
+		return fmt.Errorf("spare worker %d: restore its priority: %w", w.proc.Pid, err)
+	}
+	return nil
 }
 
 // errSpareUnfit says that the spawning thread differs from the spare in
@@ -190,8 +214,31 @@ func startSpare(a *Agent) (*forkWorker, inherited, error) {
 	if err != nil {
 		return nil, base, err
 	}
+	policy, param, err := getSched(0)
+	if err != nil {
+		return nil, base, err
+	}
 	w, err := startForkWorker(a, 0)
-	return w, base, err
+	if err != nil {
+		return nil, base, err
+	}
+	w.sched = [2]int{policy, param}
+	if err := setProcessSched(w.proc.Pid, unix.SCHED_IDLE, 0); err != nil {
+		w.dispose()
+		return nil, base, fmt.Errorf("spare worker %d: lower its priority: %w", w.proc.Pid, err)
+	}
+	prewarmClaim()
+	return w, base, nil
+}
+
+// prewarmClaim runs what a claim runs in the agent, so that the first
+// spawn does not pay for running that code the first time: page faults and
+// translation under an emulated CPU, reflection on the claim's type.
+func prewarmClaim() {
+	threadInherited()
+	threadCreds()
+	inheritedFDs()
+	newClaim(0, creds{}, 0, nil, []int{0, 1, 2}).encode()
 }
 
 // dispose ends a spare (or a failed claim) and waits until it is reaped. A
@@ -235,7 +282,12 @@ func (w *forkWorker) claim(ch uint32, base inherited) (wire.SpawnReply, error) {
 		return wire.SpawnReply{}, fmt.Errorf("working directory: %w", err)
 	}
 	defer unix.Close(cwd)
-	msg, err := newClaim(ch, c, umask, os.Environ(), fds).encode()
+	if err := w.wake(); err != nil {
+		return wire.SpawnReply{}, err
+	}
+	cl := newClaim(ch, c, umask, os.Environ(), fds)
+	cl.Sched = w.sched
+	msg, err := cl.encode()
 	if err != nil {
 		return wire.SpawnReply{}, err
 	}

@@ -168,6 +168,92 @@ func TestSpareClaim(t *testing.T) {
 	eventually(t, "the worker process is gone", func() bool { return processGone(w.PID) })
 }
 
+// threadPolicies returns the scheduling policy of each thread of pid.
+func threadPolicies(t *testing.T, pid int) []int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var policies []int
+	for _, e := range entries {
+		tid, _ := strconv.Atoi(e.Name())
+		p, _, err := getSched(tid)
+		if err != nil {
+			t.Fatalf("thread %d: %v", tid, err)
+		}
+		policies = append(policies, p)
+	}
+	return policies
+}
+
+// inRecvmsg reports whether a thread of pid is blocked in recvmsg, as a
+// spare waiting for its claim is, past everything it does before.
+func inRecvmsg(pid int) bool {
+	tasks, _ := filepath.Glob("/proc/" + strconv.Itoa(pid) + "/task/*/syscall")
+	for _, f := range tasks {
+		b, _ := os.ReadFile(f)
+		if strings.HasPrefix(string(b), strconv.Itoa(unix.SYS_RECVMSG)+" ") {
+			return true
+		}
+	}
+	return false
+}
+
+// A spare is idle-class, so that it never competes with the test's calls;
+// the spawn that claims it gives all its threads the parent's policy back.
+func TestSpareIsIdleClass(t *testing.T) {
+	requireRoot(t)
+	h := newSession(t)
+	h.spawn(2, false)
+	spare := h.spareWorker()
+	// The spare lowers the threads the runtime starts after the agent
+	// lowered the first ones.
+	eventually(t, "all spare threads are SCHED_IDLE", func() bool {
+		for _, p := range threadPolicies(t, spare.proc.Pid) {
+			if p != unix.SCHED_IDLE {
+				return false
+			}
+		}
+		return true
+	})
+	if p, _, _ := getSched(0); p != unix.SCHED_NORMAL {
+		t.Errorf("the test's thread has policy %d", p)
+	}
+
+	w := h.spawn(3, false)
+	if w.PID != spare.proc.Pid {
+		t.Fatalf("worker %d, want the spare %d", w.PID, spare.proc.Pid)
+	}
+	for _, p := range threadPolicies(t, w.PID) {
+		if p != unix.SCHED_NORMAL {
+			t.Errorf("worker thread policies %v, want all SCHED_NORMAL", threadPolicies(t, w.PID))
+			break
+		}
+	}
+	if got := h.sys(3, unix.SYS_SCHED_GETSCHEDULER, 0); got != unix.SCHED_NORMAL {
+		t.Errorf("worker sched_getscheduler = %d", got)
+	}
+	// What the worker runs gets the same.
+	if _, out, _ := h.exec(3, wire.Exec{Cmd: "grep policy /proc/self/sched"}, nil); !strings.HasSuffix(strings.TrimSpace(out), " 0") {
+		t.Errorf("a command of the worker: %q, want policy 0", out)
+	}
+
+	// The agent raises a spare before its claim, so that a spare on a
+	// busy CPU gets to read it.
+	next := h.spareWorker()
+	eventually(t, "the next spare waits for its claim", func() bool { return inRecvmsg(next.proc.Pid) })
+	if err := next.wake(); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range threadPolicies(t, next.proc.Pid) {
+		if p != unix.SCHED_NORMAL {
+			t.Errorf("woken spare thread policies %v, want all SCHED_NORMAL", threadPolicies(t, next.proc.Pid))
+			break
+		}
+	}
+}
+
 // Without a spare — the first spawn, or after the spare died — a spawn
 // starts a worker the usual way, and a spare after it.
 func TestSpareFallback(t *testing.T) {
