@@ -3,6 +3,7 @@ package luaapi
 import (
 	"regexp"
 	"runtime/debug"
+	"sync"
 
 	lua "github.com/yuin/gopher-lua"
 )
@@ -124,7 +125,7 @@ func (rt *runtime) guard(name string, f lua.LGFunction) lua.LGFunction {
 				// through from Lua code this binding called back into.
 				if now, ok := L.GetStack(0); ok && entry != nil && *now == *entry {
 					if s, ok := ae.Object.(lua.LString); ok {
-						ae.Object = lua.LString(badArgument.ReplaceAllString(string(s), "${1}bad argument #${2} to '"+name+"' ("))
+						ae.Object = lua.LString(badArgument().ReplaceAllString(string(s), "${1}bad argument #${2} to '"+name+"' ("))
 					}
 				}
 				panic(r)
@@ -137,7 +138,9 @@ func (rt *runtime) guard(name string, f lua.LGFunction) lua.LGFunction {
 }
 
 // badArgument matches gopher-lua's "bad argument #N to NAME (".
-var badArgument = regexp.MustCompile(`^(\S+:\d+: )?bad argument #(\d+) to (?:\(anonymous\)|[^'(][^(]*?) \(`)
+var badArgument = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^(\S+:\d+: )?bad argument #(\d+) to (?:\(anonymous\)|[^'(][^(]*?) \(`)
+})
 
 func (rt *runtime) guardAll(fns map[string]lua.LGFunction) map[string]lua.LGFunction {
 	out := make(map[string]lua.LGFunction, len(fns))

@@ -20,6 +20,7 @@ import (
 	"regexp"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	lua "github.com/yuin/gopher-lua"
@@ -191,7 +192,7 @@ func (rt *runtime) runFile(L *lua.LState) {
 func loadFailure(name string, err error) *Failure {
 	msg := loadError(err)
 	loc := name
-	if m := hasPosition.FindString(msg); m != "" {
+	if m := hasPosition().FindString(msg); m != "" {
 		loc = strings.TrimSuffix(m, ":")
 	} else {
 		msg = name + ": " + msg
@@ -201,7 +202,9 @@ func loadFailure(name string, err error) *Failure {
 
 // syntaxError matches gopher-lua's "x.lua line:3(column:5) near 'end':
 // syntax error".
-var syntaxError = regexp.MustCompile(`(?s)^(.*) line:(\d+)\(column:(\d+)\) (.*?):\s+(.*?)\s*$`)
+var syntaxError = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`(?s)^(.*) line:(\d+)\(column:(\d+)\) (.*?):\s+(.*?)\s*$`)
+})
 
 // loadError is the message of a failed load, with syntax errors in the
 // "file:line: message" form of every other error.
@@ -211,7 +214,7 @@ func loadError(err error) string {
 	if errors.As(err, &ae) {
 		msg = ae.Object.String()
 	}
-	return syntaxError.ReplaceAllString(msg, "$1:$2: $5 $4 (column $3)")
+	return syntaxError().ReplaceAllString(msg, "$1:$2: $5 $4 (column $3)")
 }
 
 func (rt *runtime) status() Status {
@@ -355,14 +358,14 @@ func (rt *runtime) failureOf(c *caught, err error) *Failure {
 	if errors.As(err, &ae) {
 		msg = ae.Object.String()
 	}
-	if !hasPosition.MatchString(msg) {
+	if !hasPosition().MatchString(msg) {
 		msg = rt.main + ": " + msg
 	}
 	return &Failure{Message: msg, Location: rt.main}
 }
 
 // hasPosition matches a message that starts with "file:line:".
-var hasPosition = regexp.MustCompile(`^\S+?:\d+:`)
+var hasPosition = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^\S+?:\d+:`) })
 
 type frame struct {
 	src  string
@@ -415,7 +418,7 @@ func (rt *runtime) newFailure(L *lua.LState, obj lua.LValue, outer []frame) *Fai
 	switch {
 	case rt.ctx.Err() != nil && !strings.Contains(msg, "test file stopped"):
 		msg = loc + ": " + rt.stopped()
-	case !hasPosition.MatchString(msg):
+	case !hasPosition().MatchString(msg):
 		msg = loc + ": " + msg
 	case !strings.HasPrefix(msg, loc+":") && strings.HasPrefix(loc, rt.main+":"):
 		// Raised in a helper file: lead with the line of the test that
