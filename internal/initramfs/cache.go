@@ -8,7 +8,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/provium/provium/internal/cachedir"
 )
+
+// keepArchives is how many archives of one name the cache keeps: enough
+// for the variants one provium build makes (transports, disks, profiles)
+// and a few builds more.
+const keepArchives = 16
 
 // Cached returns the path of the archive dir/<name>-<hash>.cpio, where
 // hash is derived from key, writing it with write if it does not exist
@@ -20,6 +27,7 @@ func Cached(dir, name string, key []byte, write func(io.Writer) error) (string, 
 	sum := sha256.Sum256(key)
 	path := filepath.Join(dir, fmt.Sprintf("%s-%s.cpio", name, hex.EncodeToString(sum[:])[:16]))
 	if _, err := os.Stat(path); err == nil {
+		cachedir.Used(path)
 		return path, nil
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -49,5 +57,6 @@ func Cached(dir, name string, key []byte, write func(io.Writer) error) (string, 
 	if err := os.Rename(tmp.Name(), path); err != nil {
 		return "", fmt.Errorf("initramfs cache: %w", err)
 	}
+	cachedir.Prune(dir, name+"-*.cpio", keepArchives)
 	return path, nil
 }

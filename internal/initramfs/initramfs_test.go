@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -375,5 +376,38 @@ func TestCachedConcurrent(t *testing.T) {
 		if st, err := os.Stat(p); err != nil || st.Size() != 3<<20 {
 			t.Errorf("%s: incomplete file visible: %v %v", p, st, err)
 		}
+	}
+}
+
+// The cache keeps the most recently used archives of a name and drops the
+// rest: every provium build makes new ones.
+func TestCachedIsBounded(t *testing.T) {
+	dir := t.TempDir()
+	write := func(w io.Writer) error { _, err := io.WriteString(w, "x"); return err }
+	first, err := Cached(dir, "initrd", []byte("key 0"), write)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= keepArchives; i++ {
+		// Used again before each new one: it stays among the recent.
+		if _, err := Cached(dir, "initrd", []byte("key 0"), write); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Cached(dir, "initrd", []byte(fmt.Sprintf("key %d", i)), write); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := Cached(dir, "busybox", []byte("other"), write); err != nil {
+		t.Fatal(err)
+	}
+	archives, _ := filepath.Glob(filepath.Join(dir, "initrd-*.cpio"))
+	if len(archives) != keepArchives {
+		t.Errorf("%d initrd archives in the cache, want %d", len(archives), keepArchives)
+	}
+	if _, err := os.Stat(first); err != nil {
+		t.Errorf("the archive used all along was dropped: %v", err)
+	}
+	if others, _ := filepath.Glob(filepath.Join(dir, "busybox-*.cpio")); len(others) != 1 {
+		t.Errorf("archives of another name: %v", others)
 	}
 }

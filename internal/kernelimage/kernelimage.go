@@ -30,7 +30,13 @@ import (
 	"sync"
 
 	"github.com/pierrec/lz4/v4"
+
+	"github.com/provium/provium/internal/cachedir"
 )
+
+// keepKernels is how many extracted kernels the cache keeps (about 50 MB
+// each).
+const keepKernels = 4
 
 // ErrUnsupported means the image holds no kernel this package can extract
 // (not a bzImage, an unknown compression, or no PVH entry).
@@ -342,6 +348,7 @@ func pvh(path, cacheDir string) (string, error) {
 		ok := HasPVHEntry(c)
 		c.Close()
 		if ok {
+			cachedir.Used(out)
 			return out, nil
 		}
 		// Not what this package renames into place; extract it afresh.
@@ -388,5 +395,6 @@ func pvh(path, cacheDir string) (string, error) {
 		return "", fmt.Errorf("kernel image %s: %w", path, err)
 	}
 	renamed = true
+	cachedir.Prune(cacheDir, "*.elf", keepKernels)
 	return out, nil
 }
