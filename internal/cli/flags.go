@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/provium/provium/internal/pool"
 	"github.com/provium/provium/internal/runner"
+	"github.com/provium/provium/internal/size"
 )
 
 // errHelp is returned by an argument parser given -h or --help.
@@ -37,7 +37,7 @@ func parseTestArgs(args []string) (testOptions, error) {
 	fs.BoolVar(&o.failFast, "fail-fast", false, "")
 	fs.BoolVar(&o.rerunFailed, "rerun-failed", false, "")
 	fs.Func("mem", "", func(s string) error {
-		mib, err := pool.ParseSize(s)
+		mib, err := size.ParseMiB(s)
 		if err != nil || mib <= 0 {
 			return errors.New("want a size such as 8G, 512M or a number of MiB")
 		}

@@ -21,6 +21,7 @@ import (
 	"github.com/provium/provium/internal/pool"
 	"github.com/provium/provium/internal/profile"
 	"github.com/provium/provium/internal/report"
+	"github.com/provium/provium/internal/size"
 )
 
 // Config is what every file of one run shares.
@@ -109,7 +110,7 @@ func cacheMax() int64 {
 	if v == "" {
 		return 0
 	}
-	n, err := pool.ParseSize(v)
+	n, err := size.ParseMiB(v)
 	if err != nil {
 		return 0
 	}

@@ -4,11 +4,12 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	lua "github.com/yuin/gopher-lua"
+
+	"github.com/provium/provium/internal/size"
 )
 
 // opts is an options table passed as argument n. A nil *opts (no table
@@ -120,40 +121,20 @@ func (o *opts) sizeMiB(key string, def int) int {
 
 // parseSizeMiB converts a size to MiB, rounding up: a VM gets at least
 // what was asked for.
-func parseSizeMiB(v lua.LValue) (int, error) {
-	var f float64
+func parseSizeMiB(v lua.LValue) (n int, err error) {
 	switch x := v.(type) {
 	case lua.LNumber:
-		f = float64(x)
+		n, err = size.MiB(float64(x))
 	case lua.LString:
-		s := strings.ToUpper(strings.TrimSpace(string(x)))
-		s = strings.TrimSuffix(strings.TrimSuffix(s, "B"), "I")
-		mult := 1.0 // no suffix: MiB, as for numbers
-		if s != "" {
-			switch s[len(s)-1] {
-			case 'K':
-				mult = 1.0 / 1024
-			case 'M':
-				mult = 1
-			case 'G':
-				mult = 1024
-			case 'T':
-				mult = 1024 * 1024
-			}
-			if s[len(s)-1] >= 'A' && s[len(s)-1] <= 'Z' {
-				s = s[:len(s)-1]
-			}
-		}
-		n, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
-		if err != nil {
-			return 0, fmt.Errorf("size %q is not like \"512M\", \"1G\" or a number of MiB", string(x))
-		}
-		f = n * mult
+		n, err = size.ParseMiB(string(x))
 	default:
 		return 0, fmt.Errorf("size expected (\"512M\", \"1G\" or a number of MiB), got %s", v.Type())
 	}
-	if !(f > 0) || f > 1<<30 {
-		return 0, fmt.Errorf("size %s MiB is not a positive size", formatNumber(f))
+	if err != nil {
+		return 0, err
 	}
-	return int(math.Ceil(f)), nil
+	if n <= 0 {
+		return 0, fmt.Errorf("size %s is not a positive size", v.String())
+	}
+	return n, nil
 }
