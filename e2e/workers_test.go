@@ -84,6 +84,14 @@ func TestWorkerTenIdentities(t *testing.T) {
 		"the kernel sees the ten identities at the same time")
 }
 
+// A fork worker process has its parent identity's credentials in every
+// thread, whether it was started for the spawn or claimed as the spare.
+func TestWorkerProcessCredentials(t *testing.T) {
+	runWorkerFile(t, "process_creds.lua",
+		"a new worker process has the credentials",
+		"a claimed spare has the credentials")
+}
+
 // A thread worker drops every capability with capset; the parent thread
 // of the same process keeps them: the worker can neither read another
 // uid's 0600 file (CAP_DAC_OVERRIDE) nor mount (CAP_SYS_ADMIN), the parent

@@ -95,7 +95,7 @@ func runSpare(sock int) int {
 			sock, err = c.enter(sock, fds)
 		}
 		if err == nil {
-			err = c.creds().apply()
+			err = c.creds().applyAll()
 		}
 		if err != nil && !errors.Is(err, io.EOF) { // EOF: the agent let the spare go
 			err = fmt.Errorf("spare worker: %w", err)
@@ -114,6 +114,7 @@ func prewarm() {
 		json.Unmarshal(b[4:], &c)
 	}
 	threadCreds()
+	allThreadsSupported()
 	if m, err := wire.Reply(0, wire.SpawnReply{}); err == nil {
 		m.Marshal()
 	}

@@ -3,6 +3,8 @@ package agent
 import (
 	"fmt"
 	"slices"
+	"sync"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -11,7 +13,7 @@ import (
 // creds are the credentials of one thread. Linux keeps them per thread;
 // glibc and Go's syscall.Setuid hide that by changing every thread, which
 // is exactly what the agent must not do. Everything here is raw system
-// calls on the calling thread.
+// calls on the calling thread, but for applyAll.
 type creds struct {
 	uid, gid [3]uint32 // real, effective, saved
 	groups   []uint32
@@ -46,11 +48,36 @@ func threadCreds() (creds, error) {
 	return c, nil
 }
 
+// rawSyscall is unix.RawSyscall's shape, which syscall.AllThreadsSyscall
+// shares.
+type rawSyscall func(trap, a1, a2, a3 uintptr) (r1, r2 uintptr, err unix.Errno)
+
 // apply gives the calling thread the credentials c, changing only what
-// differs. Groups and gids go first, while the thread may still have the
-// capability to change them; capabilities go last, since a uid change
-// clears them.
-func (c creds) apply() error {
+// differs.
+func (c creds) apply() error { return c.applyWith(unix.RawSyscall) }
+
+// applyAll gives every thread of the process the credentials c, as a
+// process forked from a thread with them would have: a claimed spare
+// worker process (see claim), whose threads all have the same credentials
+// until then. Afterwards each identity changes its own thread again. A
+// binary linked with cgo (a test binary) cannot change other threads; it
+// changes the calling one.
+func (c creds) applyAll() error {
+	if !allThreadsSupported() {
+		return c.apply()
+	}
+	return c.applyWith(syscall.AllThreadsSyscall)
+}
+
+var allThreadsSupported = sync.OnceValue(func() bool {
+	_, _, e := syscall.AllThreadsSyscall(unix.SYS_GETPID, 0, 0, 0)
+	return e != unix.ENOTSUP
+})
+
+// applyWith changes credentials through sys. Groups and gids go first,
+// while the thread may still have the capability to change them;
+// capabilities go last, since a uid change clears them.
+func (c creds) applyWith(sys rawSyscall) error {
 	have, err := threadCreds()
 	if err != nil {
 		return err
@@ -60,23 +87,23 @@ func (c creds) apply() error {
 		if len(c.groups) > 0 {
 			p = uintptr(unsafe.Pointer(&c.groups[0]))
 		}
-		if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, uintptr(len(c.groups)), p, 0); e != 0 {
+		if _, _, e := sys(unix.SYS_SETGROUPS, uintptr(len(c.groups)), p, 0); e != 0 {
 			return fmt.Errorf("setgroups: %w", e)
 		}
 	}
 	if have.gid != c.gid {
-		if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(c.gid[0]), uintptr(c.gid[1]), uintptr(c.gid[2])); e != 0 {
+		if _, _, e := sys(unix.SYS_SETRESGID, uintptr(c.gid[0]), uintptr(c.gid[1]), uintptr(c.gid[2])); e != 0 {
 			return fmt.Errorf("setresgid %v: %w", c.gid, e)
 		}
 	}
 	if have.uid != c.uid {
 		// Keep the permitted set across the uid change, so that capset
 		// below can give back a non-root parent's capabilities.
-		if _, _, e := unix.RawSyscall(unix.SYS_PRCTL, unix.PR_SET_KEEPCAPS, 1, 0); e != 0 {
+		if _, _, e := sys(unix.SYS_PRCTL, unix.PR_SET_KEEPCAPS, 1, 0); e != 0 {
 			return fmt.Errorf("prctl keepcaps: %w", e)
 		}
-		_, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(c.uid[0]), uintptr(c.uid[1]), uintptr(c.uid[2]))
-		unix.RawSyscall(unix.SYS_PRCTL, unix.PR_SET_KEEPCAPS, 0, 0)
+		_, _, e := sys(unix.SYS_SETRESUID, uintptr(c.uid[0]), uintptr(c.uid[1]), uintptr(c.uid[2]))
+		sys(unix.SYS_PRCTL, unix.PR_SET_KEEPCAPS, 0, 0)
 		if e != 0 {
 			return fmt.Errorf("setresuid %v: %w", c.uid, e)
 		}
@@ -86,7 +113,7 @@ func (c creds) apply() error {
 	}
 	if have.caps != c.caps {
 		hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-		if _, _, e := unix.RawSyscall(unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&c.caps[0])), 0); e != 0 {
+		if _, _, e := sys(unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&c.caps[0])), 0); e != 0 {
 			return fmt.Errorf("capset: %w", e)
 		}
 	}

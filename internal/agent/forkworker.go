@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -58,6 +59,19 @@ func startForkWorker(a *Agent, ch uint32) (*forkWorker, error) {
 	if err != nil {
 		return nil, err
 	}
+	var creds string
+	if ch != 0 {
+		// The exec changes some credentials; the worker restores these.
+		c, err := threadCreds()
+		if err != nil {
+			return nil, err
+		}
+		b, err := json.Marshal(newClaim(ch, c, 0, nil, nil))
+		if err != nil {
+			return nil, err
+		}
+		creds = string(b)
+	}
 	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("socketpair: %w", err)
@@ -79,6 +93,9 @@ func startForkWorker(a *Agent, ch uint32) (*forkWorker, error) {
 		chText = spareChannel
 	}
 	env := append(os.Environ(), envWorkerFD+"="+strconv.Itoa(childFD), envWorkerChannel+"="+chText)
+	if creds != "" {
+		env = append(env, envWorkerCreds+"="+creds)
+	}
 	pid, err := syscall.ForkExec(a.exe, []string{workerName}, &syscall.ProcAttr{Env: env, Files: files})
 	unix.Close(pair[1])
 	if err != nil {

@@ -128,6 +128,17 @@ func TestSpareClaim(t *testing.T) {
 	if got := h.getgroups(3); len(got) != 2 || got[0] != 4000 || got[1] != 4001 {
 		t.Errorf("worker groups = %v, want [4000 4001]", got)
 	}
+	// The whole process has them, as a fork would: ps shows the
+	// process's (its main thread's) credentials. Only a binary without
+	// cgo can change every thread; the e2e tests check the guest's.
+	if allThreadsSupported() {
+		status, _ := os.ReadFile("/proc/" + strconv.Itoa(w.PID) + "/status")
+		for _, want := range []string{"Uid:\t0\t2000\t0\t2000\n", "Gid:\t0\t3000\t0\t3000\n", "Groups:\t4000 4001 \n"} {
+			if !strings.Contains(string(status), want) {
+				t.Errorf("worker process status lacks %q:\n%s", want, status)
+			}
+		}
+	}
 	if got := h.capget(3); string(got) != string(parentCaps) {
 		t.Errorf("worker capabilities %x, parent's %x", got, parentCaps)
 	}

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,9 @@ const (
 	workerName       = "provium-worker"
 	envWorkerFD      = "PROVIUM_WORKER_FD"
 	envWorkerChannel = "PROVIUM_WORKER_CHANNEL"
+	// envWorkerCreds carries the parent thread's credentials to a worker
+	// started for a spawn (see restoreCreds).
+	envWorkerCreds = "PROVIUM_WORKER_CREDS"
 	// spareChannel in PROVIUM_WORKER_CHANNEL starts a spare.
 	spareChannel = "spare"
 )
@@ -37,9 +41,31 @@ func WorkerMain() {
 	if ch == 0 {
 		os.Exit(runSpare(fd))
 	}
+	restoreCreds()
 	os.Exit(runWorker(func() (io.ReadWriter, uint32, error) {
 		return os.NewFile(uintptr(fd), "provium-worker-socket"), ch, nil
 	}))
+}
+
+// restoreCreds gives the process the credentials of the thread it was
+// started from, as a fork would have kept them. The exec that started it
+// changed some: the saved ids became the effective ones, and capabilities
+// were recomputed. Where the kernel does not allow the way back, the
+// worker keeps what the exec left and says so on the console.
+func restoreCreds() {
+	text := os.Getenv(envWorkerCreds)
+	os.Unsetenv(envWorkerCreds)
+	if text == "" {
+		return
+	}
+	var c claim
+	err := json.Unmarshal([]byte(text), &c)
+	if err == nil {
+		err = c.creds().applyAll()
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: keeping the credentials exec gave it: %v\n", workerName, err)
+	}
 }
 
 // workerEnv reads the socket and the channel, 0 for a spare.

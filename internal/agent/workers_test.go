@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"encoding/binary"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -174,6 +175,13 @@ func TestForkWorkerStartsWithItsParentsCredentials(t *testing.T) {
 	}
 	if got := h.sys(2, unix.SYS_GETEUID); got != 2000 {
 		t.Errorf("worker euid = %d, want the parent's 2000", got)
+	}
+	// All three, as a fork keeps them: the exec that started the worker
+	// made the saved uid the effective one, and the worker restored it.
+	ids := wire.Syscall{Nr: unix.SYS_GETRESUID, Bufs: []wire.Buf{{Arg: 0}, {Arg: 1}, {Arg: 2}}}
+	if ret, out := h.syscall(2, ids, make([]byte, 4), make([]byte, 4), make([]byte, 4)); ret != 0 ||
+		binary.LittleEndian.Uint32(out[0]) != 0 || binary.LittleEndian.Uint32(out[1]) != 2000 || binary.LittleEndian.Uint32(out[2]) != 0 {
+		t.Errorf("worker getresuid = %d %v, want 0 2000 0", ret, out)
 	}
 	h.ok(2, wire.OpClose, nil)
 }
