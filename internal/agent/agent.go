@@ -53,9 +53,10 @@ type Config struct {
 // single stream: Serve may be called again (a new vsock connection) and the
 // next Hello starts a new session over the same state.
 type Agent struct {
-	exe      string
-	powerOff func()
-	log      *log.Logger
+	exe        string
+	powerOff   func()
+	log        *log.Logger
+	startCreds creds // the process's when it started, which exec keeps
 
 	// sendMu orders replies against session changes: a reply is written
 	// under the read lock, after checking that its request belongs to the
@@ -95,6 +96,8 @@ func New(cfg Config) *Agent {
 	if a.exe == "" {
 		a.exe = "/proc/self/exe"
 	}
+	// Every thread has them: identities change only their own, later.
+	a.startCreds, _ = threadCreds()
 	if a.powerOff == nil {
 		a.powerOff = powerOff
 	}

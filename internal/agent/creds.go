@@ -52,6 +52,10 @@ func threadCreds() (creds, error) {
 // shares.
 type rawSyscall func(trap, a1, a2, a3 uintptr) (r1, r2 uintptr, err unix.Errno)
 
+func (c creds) equal(o creds) bool {
+	return c.uid == o.uid && c.gid == o.gid && c.caps == o.caps && slices.Equal(c.groups, o.groups)
+}
+
 // apply gives the calling thread the credentials c, changing only what
 // differs.
 func (c creds) apply() error { return c.applyWith(unix.RawSyscall) }

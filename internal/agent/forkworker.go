@@ -60,12 +60,13 @@ func startForkWorker(a *Agent, ch uint32) (*forkWorker, error) {
 		return nil, err
 	}
 	var creds string
-	if ch != 0 {
-		// The exec changes some credentials; the worker restores these.
-		c, err := threadCreds()
-		if err != nil {
-			return nil, err
-		}
+	c, err := threadCreds()
+	if err != nil {
+		return nil, err
+	}
+	if ch != 0 && !c.equal(a.startCreds) {
+		// The exec changes some credentials (not the agent's own, root's
+		// with every capability); the worker restores these.
 		b, err := json.Marshal(newClaim(ch, c, 0, nil, nil))
 		if err != nil {
 			return nil, err
