@@ -302,15 +302,14 @@ func PVH(path, cacheDir string) (string, error) {
 		return "", fmt.Errorf("kernel image %s: %w", path, err)
 	}
 	key := memoKey{path: path, cacheDir: cacheDir, size: fi.Size(), mtime: fi.ModTime().UnixNano()}
-	if v, ok := memo.Load(key); ok {
-		res := v.(memoResult)
-		if res.err != nil {
-			return "", res.err
-		}
-		// Someone may have cleaned the cache since.
-		if _, err := os.Stat(res.path); err == nil {
-			return res.path, nil
-		}
+	if res, ok := remembered(key); ok {
+		return res.path, res.err
+	}
+	// VMs booting at once for the first time extract the kernel once.
+	extracting.Lock()
+	defer extracting.Unlock()
+	if res, ok := remembered(key); ok {
+		return res.path, res.err
 	}
 	out, err := pvh(path, cacheDir)
 	// Only outcomes fixed by the image's content are worth remembering;
@@ -319,6 +318,24 @@ func PVH(path, cacheDir string) (string, error) {
 		memo.Store(key, memoResult{out, err})
 	}
 	return out, err
+}
+
+var extracting sync.Mutex
+
+// remembered returns what PVH found for key earlier in this process, if
+// it still holds.
+func remembered(key memoKey) (memoResult, bool) {
+	v, ok := memo.Load(key)
+	if !ok {
+		return memoResult{}, false
+	}
+	res := v.(memoResult)
+	if res.err != nil {
+		return memoResult{err: res.err}, true
+	}
+	// Someone may have cleaned the cache since.
+	_, err := os.Stat(res.path)
+	return res, err == nil
 }
 
 func pvh(path, cacheDir string) (string, error) {
