@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -35,6 +36,11 @@ func (id *identity) readFile(r request) (*wire.Message, error) {
 
 // readFile reads a whole file of up to maxFile bytes. Files in /proc and
 // /sys report size 0, so it reads to the end rather than trusting Stat.
+//
+// Past readFreely bytes it also stops at half the guest's available
+// memory: the reply needs the data once more on its way out, and a file
+// with no end (/dev/zero) must fail with an error, not have the kernel's
+// OOM killer end the agent.
 func readFile(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -48,14 +54,51 @@ func readFile(path string) ([]byte, error) {
 	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() && st.Size() > 0 && st.Size() <= maxFile {
 		buf.Grow(int(st.Size()) + bytes.MinRead)
 	}
-	if _, err := buf.ReadFrom(io.LimitReader(f, maxFile+1)); err != nil {
+	n, err := buf.ReadFrom(io.LimitReader(f, readFreely+1))
+	if err != nil {
 		return nil, err
 	}
+	limit := int64(maxFile)
+	if n > readFreely {
+		if avail, err := memAvailable(); err == nil {
+			limit = max(min(limit, avail/2), readFreely)
+		}
+		if _, err := buf.ReadFrom(io.LimitReader(f, limit+1-n)); err != nil {
+			return nil, err
+		}
+	}
 	data := buf.Bytes()
-	if len(data) > maxFile {
-		return nil, fmt.Errorf("larger than %d bytes: %w", maxFile, unix.EFBIG)
+	if int64(len(data)) > limit {
+		why := ""
+		if limit < maxFile {
+			why = ", half of the guest's available memory"
+		}
+		return nil, fmt.Errorf("larger than %d bytes%s: %w", limit, why, unix.EFBIG)
 	}
 	return data, nil
+}
+
+// readFreely is how much readFile reads before it looks at the guest's
+// memory.
+const readFreely = 16 << 20
+
+// memAvailable returns MemAvailable from /proc/meminfo, in bytes; a
+// variable so tests can pretend a small guest.
+var memAvailable = func() (int64, error) {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("/proc/meminfo: MemAvailable %q: %w", rest, err)
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, errors.New("/proc/meminfo has no MemAvailable")
 }
 
 func (id *identity) writeFile(r request) (*wire.Message, error) {

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -116,5 +117,46 @@ func TestMountVFSIsIdempotent(t *testing.T) {
 	h.ok(wire.MainChannel, wire.OpMountVFS, nil)
 	if _, err := os.Stat("/proc/self"); err != nil {
 		t.Error(err)
+	}
+}
+
+// Past 16 MiB a read stops at half the guest's available memory, with
+// EFBIG, rather than have the OOM killer end the agent.
+func TestReadFileStopsAtHalfTheAvailableMemory(t *testing.T) {
+	saved := memAvailable
+	memAvailable = func() (int64, error) { return 40 << 20, nil }
+	t.Cleanup(func() { memAvailable = saved })
+	dir := t.TempDir()
+	sized := func(name string, size int64) string {
+		p := filepath.Join(dir, name)
+		f, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := f.Truncate(size); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+
+	if data, err := readFile(sized("fits", 18<<20)); err != nil || len(data) != 18<<20 {
+		t.Errorf("18 MiB with 40 MiB available: %d bytes, %v", len(data), err)
+	}
+	_, err := readFile(sized("too-big", 24<<20))
+	if !errors.Is(err, unix.EFBIG) || !strings.Contains(err.Error(), "larger than 20971520 bytes, half of the guest's available memory") {
+		t.Errorf("24 MiB with 40 MiB available: %v, want EFBIG naming the limit", err)
+	}
+	// Small reads never look at the memory.
+	memAvailable = func() (int64, error) { t.Error("memAvailable called for a small file"); return 0, nil }
+	if _, err := readFile(sized("small", 1<<20)); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestMemAvailable(t *testing.T) {
+	n, err := memAvailable()
+	if err != nil || n <= 0 {
+		t.Errorf("memAvailable = %d, %v", n, err)
 	}
 }

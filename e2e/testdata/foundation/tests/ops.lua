@@ -145,6 +145,12 @@ test("file errors name the path and the errno", function()
   ok, err = pcall(function() return vm:read_file("/tmp") end)
   assert(not ok, "reading a directory must fail")
   assert_contains(tostring(err), "EISDIR")
+
+  -- A file without an end stops at half the guest's available memory.
+  ok, err = pcall(function() return vm:read_file("/dev/zero") end)
+  assert(not ok, "reading /dev/zero must fail")
+  assert_contains(tostring(err), "EFBIG")
+  assert_contains(tostring(err), "half of the guest's available memory")
   assert(vm:exec("true").ok, "VM still usable after file errors")
 end)
 
