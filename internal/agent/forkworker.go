@@ -59,19 +59,9 @@ func startForkWorker(a *Agent, ch uint32) (*forkWorker, error) {
 	if err != nil {
 		return nil, err
 	}
-	var creds string
-	c, err := threadCreds()
+	creds, err := workerCreds(a, ch)
 	if err != nil {
 		return nil, err
-	}
-	if ch != 0 && !c.equal(a.startCreds) {
-		// The exec changes some credentials (not the agent's own, root's
-		// with every capability); the worker restores these.
-		b, err := json.Marshal(newClaim(ch, c, 0, nil, nil))
-		if err != nil {
-			return nil, err
-		}
-		creds = string(b)
 	}
 	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -134,6 +124,22 @@ func startForkWorker(a *Agent, ch uint32) (*forkWorker, error) {
 	go w.receive()
 	go w.forward()
 	return w, nil
+}
+
+// workerCreds returns what a worker for ch needs in envWorkerCreds: the
+// calling thread's credentials, which the exec changes unless they are the
+// agent's own (root's, with every capability); "" if there is nothing to
+// restore. A spare (ch 0) gets its credentials with the claim.
+func workerCreds(a *Agent, ch uint32) (string, error) {
+	if ch == 0 {
+		return "", nil
+	}
+	c, err := threadCreds()
+	if err != nil || c.equal(a.startCreds) {
+		return "", err
+	}
+	b, err := json.Marshal(newClaim(ch, c, 0, nil, nil))
+	return string(b), err
 }
 
 // inheritedFDs lists 0, 1, 2 and every descriptor without close-on-exec,

@@ -50,11 +50,9 @@ func setProcessSched(pid, policy, priority int) error {
 		if err != nil {
 			continue
 		}
-		if err := setSched(tid, policy, priority); err != nil && !isESRCH(err) {
+		if err := setSched(tid, policy, priority); err != nil && !errors.Is(err, unix.ESRCH) {
 			return fmt.Errorf("thread %d: %w", tid, err)
 		}
 	}
 	return nil
 }
-
-func isESRCH(err error) bool { return errors.Is(err, unix.ESRCH) }

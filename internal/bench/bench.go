@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"time"
 
@@ -88,7 +89,7 @@ func Run(ctx context.Context, out io.Writer, opts Options) error {
 	defer vm.Kill()
 	cold := median(boots)
 	fmt.Fprintf(out, "cold boot to agent ready        %8.0f ms (median of %d, %.0f-%.0f)\n",
-		ms(cold), len(boots), ms(minimum(boots)), ms(maximum(boots)))
+		ms(cold), len(boots), ms(slices.Min(boots)), ms(slices.Max(boots)))
 	if opts.BootOnly {
 		return nil
 	}
@@ -243,22 +244,6 @@ func median(d []time.Duration) time.Duration {
 	s := append([]time.Duration(nil), d...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	return s[len(s)/2]
-}
-
-func minimum(d []time.Duration) time.Duration {
-	m := d[0]
-	for _, v := range d[1:] {
-		m = min(m, v)
-	}
-	return m
-}
-
-func maximum(d []time.Duration) time.Duration {
-	m := d[0]
-	for _, v := range d[1:] {
-		m = max(m, v)
-	}
-	return m
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
