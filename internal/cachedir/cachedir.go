@@ -10,14 +10,25 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"time"
 )
 
-// Used marks path as just used. Errors are ignored: a file that cannot be
-// marked is at worst removed a little early and derived again.
+// Used marks path as just used, in its access time. The modification
+// time stays: other caches key a file's hash by it, and a run boots from
+// the same initramfs many times. Errors are ignored: a file that cannot
+// be marked is at worst removed a little early and derived again.
 func Used(path string) {
-	now := time.Now()
-	os.Chtimes(path, now, now)
+	os.Chtimes(path, time.Now(), time.Time{})
+}
+
+// lastUse is when path was last used: its access time, which reads
+// advance too.
+func lastUse(st os.FileInfo) time.Time {
+	if s, ok := st.Sys().(*syscall.Stat_t); ok {
+		return time.Unix(s.Atim.Unix())
+	}
+	return st.ModTime()
 }
 
 // Prune removes the files in dir matching pattern (filepath.Match syntax)
@@ -31,15 +42,15 @@ func Prune(dir, pattern string, keep int) int {
 	}
 	type entry struct {
 		path string
-		mod  time.Time
+		used time.Time
 	}
 	var entries []entry
 	for _, p := range paths {
 		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
-			entries = append(entries, entry{p, st.ModTime()})
+			entries = append(entries, entry{p, lastUse(st)})
 		}
 	}
-	slices.SortFunc(entries, func(a, b entry) int { return b.mod.Compare(a.mod) })
+	slices.SortFunc(entries, func(a, b entry) int { return b.used.Compare(a.used) })
 	removed := 0
 	for _, e := range entries[min(keep, len(entries)):] {
 		if os.Remove(e.path) == nil {

@@ -26,7 +26,11 @@ func TestPruneKeepsTheMostRecentlyUsed(t *testing.T) {
 	os.WriteFile(other, nil, 0o644)
 	os.Chtimes(other, old, old)
 
-	Used(paths[0]) // a becomes the newest
+	before, _ := os.Stat(paths[0])
+	Used(paths[0]) // a becomes the most recently used
+	if after, _ := os.Stat(paths[0]); !after.ModTime().Equal(before.ModTime()) {
+		t.Errorf("Used moved the modification time from %v to %v", before.ModTime(), after.ModTime())
+	}
 	if n := Prune(dir, "*.cpio", 2); n != 2 {
 		t.Errorf("Prune removed %d files, want 2", n)
 	}
