@@ -17,8 +17,7 @@ import (
 	"time"
 
 	"github.com/provium/provium/internal/harness"
-	"github.com/provium/provium/internal/luaapi"
-	"github.com/provium/provium/internal/report"
+	"github.com/provium/provium/internal/result"
 	"github.com/provium/provium/internal/runner"
 )
 
@@ -59,19 +58,19 @@ func newFakeRun(t *testing.T) *fakeRun {
 	return r
 }
 
-func (r *fakeRun) exec(_ context.Context, file string, _ io.Writer, emit func(report.Event)) *luaapi.Result {
+func (r *fakeRun) exec(_ context.Context, file string, _ io.Writer, emit func(result.Event)) *result.File {
 	r.mu.Lock()
 	r.ran = append(r.ran, file)
 	fail := r.fail[file]
 	r.mu.Unlock()
-	emit(report.Event{Kind: report.KindSubtest, Name: "one", Status: "ok"})
+	emit(result.Event{Kind: result.SubtestEnded, Name: "one", Status: "ok"})
 	switch {
 	case fail:
-		return &luaapi.Result{Status: luaapi.Failed, Touched: true, Failure: &luaapi.Failure{Message: file + ":1: boom"}}
+		return &result.File{Status: result.Failed, Touched: true, Failure: &result.Failure{Message: file + ":1: boom"}}
 	case strings.HasSuffix(file, "helpers.lua"):
-		return &luaapi.Result{Status: luaapi.Passed}
+		return &result.File{Status: result.Passed}
 	}
-	return &luaapi.Result{Status: luaapi.Passed, Touched: true, Subtests: []luaapi.Subtest{{Name: "one", Status: luaapi.Passed}}}
+	return &result.File{Status: result.Passed, Touched: true, Subtests: []result.Subtest{{Name: "one", Status: result.Passed}}}
 }
 
 func (r *fakeRun) run(args ...string) int {
@@ -255,18 +254,18 @@ func TestJSONAndJUnit(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, r.stderr.String())
 	}
 	lines := strings.Split(strings.TrimSuffix(r.stdout.String(), "\n"), "\n")
-	var kinds []string
+	var kinds []result.EventKind
 	for _, l := range lines {
-		var e report.Event
+		var e result.Event
 		if err := json.Unmarshal([]byte(l), &e); err != nil {
 			t.Fatalf("not a JSON event line: %q", l)
 		}
 		kinds = append(kinds, e.Kind)
 	}
-	if kinds[0] != report.KindRunStarted || kinds[len(kinds)-1] != report.KindRunFinished {
+	if kinds[0] != result.RunStarted || kinds[len(kinds)-1] != result.RunFinished {
 		t.Errorf("event kinds %q", kinds)
 	}
-	for _, k := range []string{report.KindFileStarted, report.KindFileFinished, report.KindSubtest} {
+	for _, k := range []result.EventKind{result.FileStarted, result.FileFinished, result.SubtestEnded} {
 		if !slices.Contains(kinds, k) {
 			t.Errorf("no %s event in %q", k, kinds)
 		}
@@ -330,13 +329,13 @@ func TestInterruptExitCode(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	r.env.ctx = ctx
 	r.env.start = func(harness.Config) (runner.Executor, func(), error) {
-		return func(ctx context.Context, file string, _ io.Writer, _ func(report.Event)) *luaapi.Result {
+		return func(ctx context.Context, file string, _ io.Writer, _ func(result.Event)) *result.File {
 			if file == "tests/b.lua" {
 				cancel() // as SIGINT does
 				<-ctx.Done()
-				return &luaapi.Result{Status: luaapi.Failed, Touched: true}
+				return &result.File{Status: result.Failed, Touched: true}
 			}
-			return &luaapi.Result{Status: luaapi.Passed, Touched: true, Duration: time.Second}
+			return &result.File{Status: result.Passed, Touched: true, Duration: time.Second}
 		}, func() {}, nil
 	}
 	if code := r.run("-p", "1", "tests"); code != exitInterrupted {

@@ -20,7 +20,7 @@ import (
 	"github.com/provium/provium/internal/machine"
 	"github.com/provium/provium/internal/pool"
 	"github.com/provium/provium/internal/profile"
-	"github.com/provium/provium/internal/report"
+	"github.com/provium/provium/internal/result"
 	"github.com/provium/provium/internal/size"
 )
 
@@ -41,7 +41,7 @@ type Harness struct {
 
 	mu   sync.Mutex
 	live map[*machine.VM]bool
-	emit func(report.Event) // for fixture builds, which belong to no file
+	emit func(result.Event) // for fixture builds, which belong to no file
 }
 
 // New prepares a harness. A broken provium.toml is an error here, before
@@ -119,9 +119,9 @@ func cacheMax() int64 {
 
 // RunFile runs one Lua file. log receives the file's console output and call
 // trace; emit receives VM and sub-test events.
-func (h *Harness) RunFile(ctx context.Context, file string, log io.Writer, emit func(report.Event)) *luaapi.Result {
+func (h *Harness) RunFile(ctx context.Context, file string, log io.Writer, emit func(result.Event)) *result.File {
 	if emit == nil {
-		emit = func(report.Event) {}
+		emit = func(result.Event) {}
 	}
 	host := h.newHost(file, log, emit, nil)
 	defer host.killAll()
@@ -130,10 +130,13 @@ func (h *Harness) RunFile(ctx context.Context, file string, log io.Writer, emit 
 		StartDir: h.cfg.StartDir,
 		Host:     host,
 		Log:      log,
-		OnSubtest: func(s luaapi.Subtest) {
-			ev := report.Event{Kind: "subtest", File: file, Name: s.Name, Status: s.Status.String(), Duration: s.Duration}
-			if s.Failure != nil {
-				ev.Message = s.Failure.Message
+		OnSubtest: func(s result.Subtest) {
+			ev := result.Event{Kind: result.SubtestEnded, File: file, Name: s.Name, Status: s.Status.String(), Duration: s.Duration}
+			if f := s.Failure; f != nil {
+				ev.Message, ev.Location = f.Message, f.Location
+				if f.Guest != nil {
+					ev.Console = result.Tail(f.Guest.Console)
+				}
 			}
 			emit(ev)
 		},
@@ -143,25 +146,25 @@ func (h *Harness) RunFile(ctx context.Context, file string, log io.Writer, emit 
 type emitKey struct{}
 
 // withEmit makes emit where the events of a fixture built for ctx go.
-func withEmit(ctx context.Context, emit func(report.Event)) context.Context {
+func withEmit(ctx context.Context, emit func(result.Event)) context.Context {
 	return context.WithValue(ctx, emitKey{}, emit)
 }
 
 // emitFrom is the emit of withEmit, else def, else one that drops events.
-func emitFrom(ctx context.Context, def func(report.Event)) func(report.Event) {
-	if emit, ok := ctx.Value(emitKey{}).(func(report.Event)); ok && emit != nil {
+func emitFrom(ctx context.Context, def func(result.Event)) func(result.Event) {
+	if emit, ok := ctx.Value(emitKey{}).(func(result.Event)); ok && emit != nil {
 		return emit
 	}
 	if def != nil {
 		return def
 	}
-	return func(report.Event) {}
+	return func(result.Event) {}
 }
 
 // fixtureBuilt reports a fixture snapshot that was built, rather than
 // found in the cache, to the file that asked for it.
 func (h *Harness) fixtureBuilt(ctx context.Context, name string, d time.Duration) {
-	emitFrom(ctx, h.emit)(report.Event{Kind: report.KindFixtureBuilt, Name: name, Duration: d})
+	emitFrom(ctx, h.emit)(result.Event{Kind: result.FixtureBuilt, Name: name, Duration: d})
 }
 
 // Close kills every VM the harness still has.

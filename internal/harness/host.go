@@ -7,14 +7,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/provium/provium/internal/fixture"
 	"github.com/provium/provium/internal/luaapi"
 	"github.com/provium/provium/internal/machine"
-	"github.com/provium/provium/internal/report"
+	"github.com/provium/provium/internal/result"
 )
 
 // fileHost is the luaapi.Host of one file or fixture script.
@@ -22,7 +21,7 @@ type fileHost struct {
 	h     *Harness
 	file  string
 	log   io.Writer
-	emit  func(report.Event)
+	emit  func(result.Event)
 	chain []string // fixture scripts being built around this one
 
 	mu   sync.Mutex
@@ -30,7 +29,7 @@ type fileHost struct {
 	uses []fixture.Use
 }
 
-func (h *Harness) newHost(file string, log io.Writer, emit func(report.Event), chain []string) *fileHost {
+func (h *Harness) newHost(file string, log io.Writer, emit func(result.Event), chain []string) *fileHost {
 	abs, err := filepath.Abs(file)
 	if err != nil {
 		abs = file
@@ -112,13 +111,17 @@ func (fh *fileHost) machineConfig(name string, v *hostVM) machine.Config {
 			if !started.IsZero() {
 				life = time.Since(started)
 			}
-			fh.emit(report.Event{Kind: "vm_shutdown", File: fh.file, Name: name, Duration: life})
+			fh.emit(result.Event{Kind: result.VMShutdown, File: fh.file, Name: name, Duration: life})
 		},
-		OnReady: func(event string, d time.Duration) {
+		OnReady: func(resumed bool, d time.Duration) {
 			v.mu.Lock()
 			v.started = time.Now().Add(-d)
 			v.mu.Unlock()
-			fh.emit(report.Event{Kind: "vm_" + event, File: fh.file, Name: name, Duration: d})
+			kind := result.VMBooted
+			if resumed {
+				kind = result.VMResumed
+			}
+			fh.emit(result.Event{Kind: kind, File: fh.file, Name: name, Duration: d})
 		},
 	}
 }
@@ -232,11 +235,11 @@ func (h *Harness) buildFixture(ctx context.Context, name, script string) (*fixtu
 			v.Kill()
 		}
 	}
-	if res.Status == luaapi.Failed {
+	if res.Status == result.Failed {
 		if last != nil {
 			last.Kill()
 		}
-		return nil, fmt.Errorf("%s (log: %s)", failureText(res), logPath)
+		return nil, buildError(res, logPath)
 	}
 	if last == nil {
 		return nil, errors.New("the script created no VM")
@@ -248,22 +251,22 @@ func (h *Harness) buildFixture(ctx context.Context, name, script string) (*fixtu
 	return &fixture.Built{VM: last.VM, Loaded: res.Loaded, Uses: uses}, nil
 }
 
-func failureText(res *luaapi.Result) string {
-	f := res.Failure
-	if f == nil {
-		for _, s := range res.Subtests {
-			if s.Failure != nil {
-				f = s.Failure
-				break
-			}
-		}
+// buildError is the error of a fixture script that failed: its first
+// failure, with the console of the VM it involved, for every file that
+// asked for the fixture.
+func buildError(res *result.File, logPath string) error {
+	failures := res.Failures()
+	if len(failures) == 0 {
+		return fmt.Errorf("failed (log: %s)", logPath)
 	}
-	if f == nil {
-		return "failed"
+	f := failures[0]
+	err := fmt.Errorf("%s (log: %s)", f.Message, logPath)
+	guest := f.Guest
+	if guest == nil {
+		guest = res.Console
 	}
-	msg := f.Message
-	if len(f.Console) > 0 && !strings.Contains(msg, "--- console") {
-		msg += "\n" + strings.TrimRight(machine.FormatTail(f.Console), "\n")
+	if guest != nil {
+		return &result.GuestError{VM: guest.VM, Err: err, Console: guest.Console}
 	}
-	return msg
+	return err
 }

@@ -5,23 +5,23 @@ import (
 	"time"
 
 	"github.com/provium/provium/internal/machine"
-	"github.com/provium/provium/internal/report"
+	"github.com/provium/provium/internal/result"
 )
 
 // The vm_shutdown event carries the VM's lifetime, counted from the start
 // of its boot, as vm_booted carries the boot's duration.
 func TestShutdownEventHasLifetime(t *testing.T) {
-	var events []report.Event
+	var events []result.Event
 	fh := &fileHost{
 		h:    &Harness{live: map[*machine.VM]bool{}},
 		file: "/p/t.lua",
-		emit: func(e report.Event) { events = append(events, e) },
+		emit: func(e result.Event) { events = append(events, e) },
 	}
 	v := &hostVM{host: fh}
 	cfg := fh.machineConfig("minimal#1", v)
-	cfg.OnReady("booted", 2*time.Second)
+	cfg.OnReady(false, 2*time.Second)
 	cfg.OnStop()
-	if len(events) != 2 || events[0].Kind != "vm_booted" || events[1].Kind != "vm_shutdown" {
+	if len(events) != 2 || events[0].Kind != result.VMBooted || events[1].Kind != result.VMShutdown {
 		t.Fatalf("events = %+v", events)
 	}
 	if d := events[1].Duration; d < 2*time.Second || d > time.Minute {

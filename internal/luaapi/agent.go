@@ -26,7 +26,7 @@ type target interface {
 
 // agentMethods are the methods shared by VMs and workers, built in one
 // place so both metatables get exactly the same ones.
-func (rt *runtime) agentMethods() map[string]lua.LGFunction {
+func (rt *script) agentMethods() map[string]lua.LGFunction {
 	return map[string]lua.LGFunction{
 		"exec":         rt.exec,
 		"json":         rt.json,
@@ -49,7 +49,7 @@ func (rt *runtime) agentMethods() map[string]lua.LGFunction {
 
 // self checks the receiver of an agent method and notes its VM as the one
 // the current test uses.
-func (rt *runtime) self(L *lua.LState, method string) target {
+func (rt *script) self(L *lua.LState, method string) target {
 	if ud, ok := L.Get(1).(*lua.LUserData); ok {
 		switch o := ud.Value.(type) {
 		case *vmObj:
@@ -66,7 +66,7 @@ func (rt *runtime) self(L *lua.LState, method string) target {
 
 // agentOf returns the identity to call, raising the state error if the VM
 // or worker cannot take calls.
-func (rt *runtime) agentOf(L *lua.LState, t target, method string) *client.Agent {
+func (rt *script) agentOf(L *lua.LState, t target, method string) *client.Agent {
 	a, err := t.agent()
 	if err != nil {
 		rt.fail(L, t, method, err)
@@ -77,7 +77,7 @@ func (rt *runtime) agentOf(L *lua.LState, t target, method string) *client.Agent
 // execRequest reads a command and its options: timeout (seconds), stdin,
 // env ({K=V} or {"K=V"}), cwd. Background commands take no stdin and no
 // timeout.
-func (rt *runtime) execRequest(L *lua.LState, background bool) (wire.Exec, []byte) {
+func (rt *script) execRequest(L *lua.LState, background bool) (wire.Exec, []byte) {
 	req := wire.Exec{Cmd: L.CheckString(2)}
 	known := []string{"timeout", "stdin", "env", "cwd"}
 	if background {
@@ -125,7 +125,7 @@ func (rt *runtime) execRequest(L *lua.LState, background bool) (wire.Exec, []byt
 }
 
 // exec is vm:exec(cmd, opts?) -> result table.
-func (rt *runtime) exec(L *lua.LState) int {
+func (rt *script) exec(L *lua.LState) int {
 	t := rt.self(L, "exec")
 	req, stdin := rt.execRequest(L, false)
 	a := rt.agentOf(L, t, "exec")
@@ -139,7 +139,7 @@ func (rt *runtime) exec(L *lua.LState) int {
 
 // json is vm:json(cmd, opts?) -> table: the command must succeed and print
 // one JSON value.
-func (rt *runtime) json(L *lua.LState) int {
+func (rt *script) json(L *lua.LState) int {
 	t := rt.self(L, "json")
 	req, stdin := rt.execRequest(L, false)
 	a := rt.agentOf(L, t, "json")
@@ -164,7 +164,7 @@ func (rt *runtime) json(L *lua.LState) int {
 
 // pathError names the path in a file error unless the guest's message
 // already does; the errno name is in client.OpError's text.
-func (rt *runtime) pathError(L *lua.LState, t target, method, path string, err error) {
+func (rt *script) pathError(L *lua.LState, t target, method, path string, err error) {
 	if !strings.Contains(err.Error(), path) {
 		err = fmt.Errorf("%s: %w", path, err)
 	}
@@ -172,7 +172,7 @@ func (rt *runtime) pathError(L *lua.LState, t target, method, path string, err e
 }
 
 // readFile is vm:read_file(path) -> string.
-func (rt *runtime) readFile(L *lua.LState) int {
+func (rt *script) readFile(L *lua.LState) int {
 	t := rt.self(L, "read_file")
 	path := L.CheckString(2)
 	a := rt.agentOf(L, t, "read_file")
@@ -185,7 +185,7 @@ func (rt *runtime) readFile(L *lua.LState) int {
 }
 
 // writeFile is vm:write_file(path, data, mode?); mode defaults to 0644.
-func (rt *runtime) writeFile(L *lua.LState) int {
+func (rt *script) writeFile(L *lua.LState) int {
 	t := rt.self(L, "write_file")
 	path := L.CheckString(2)
 	data := checkBytes(L, 3)
@@ -207,7 +207,7 @@ func (rt *runtime) writeFile(L *lua.LState) int {
 // dmesg is vm:dmesg(pattern?) -> string: the kernel log, or only the lines
 // that contain pattern (a plain substring: kernel messages are full of
 // characters that are magic in Lua patterns).
-func (rt *runtime) dmesg(L *lua.LState) int {
+func (rt *script) dmesg(L *lua.LState) int {
 	t := rt.self(L, "dmesg")
 	pattern := L.OptString(2, "")
 	a := rt.agentOf(L, t, "dmesg")
@@ -230,7 +230,7 @@ func (rt *runtime) dmesg(L *lua.LState) int {
 }
 
 // mountVFS is vm:mount_vfs().
-func (rt *runtime) mountVFS(L *lua.LState) int {
+func (rt *script) mountVFS(L *lua.LState) int {
 	t := rt.self(L, "mount_vfs")
 	a := rt.agentOf(L, t, "mount_vfs")
 	if err := a.MountVFS(rt.ctx); err != nil {
@@ -240,13 +240,13 @@ func (rt *runtime) mountVFS(L *lua.LState) int {
 }
 
 // waitUntilMethod is vm:wait_until(fn, opts?): the global with a receiver.
-func (rt *runtime) waitUntilMethod(L *lua.LState) int {
+func (rt *script) waitUntilMethod(L *lua.LState) int {
 	rt.self(L, "wait_until")
 	return rt.waitUntil(L, 2)
 }
 
 // background is vm:background(cmd, opts?) -> {id=, pid=}.
-func (rt *runtime) background(L *lua.LState) int {
+func (rt *script) background(L *lua.LState) int {
 	t := rt.self(L, "background")
 	req, _ := rt.execRequest(L, true)
 	a := rt.agentOf(L, t, "background")
@@ -275,7 +275,7 @@ func checkJob(L *lua.LState, n int) int {
 }
 
 // jobWait is vm:job_wait(job, timeout?): nil or 0 polls.
-func (rt *runtime) jobWait(L *lua.LState) int {
+func (rt *script) jobWait(L *lua.LState) int {
 	t := rt.self(L, "job_wait")
 	id := checkJob(L, 2)
 	timeout := checkSeconds(L, 3, 0)
@@ -289,7 +289,7 @@ func (rt *runtime) jobWait(L *lua.LState) int {
 }
 
 // jobKill is vm:job_kill(job): the job's final state after the kill.
-func (rt *runtime) jobKill(L *lua.LState) int {
+func (rt *script) jobKill(L *lua.LState) int {
 	t := rt.self(L, "job_kill")
 	id := checkJob(L, 2)
 	a := rt.agentOf(L, t, "job_kill")

@@ -4,26 +4,24 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 
 	lua "github.com/yuin/gopher-lua"
 
 	"github.com/provium/provium/internal/client"
+	"github.com/provium/provium/internal/machine"
+	"github.com/provium/provium/internal/result"
 )
-
-// tailLines is how many console lines an infrastructure error carries.
-const tailLines = 20
 
 // stateError is a call on a VM that is not in a state to take it. It is
 // an error of the test script, except when the VM died on its own: then the
 // console is what explains it.
 type stateError struct {
 	what  string // "VM is not running", "VM cannot boot"
-	state string
+	state machine.State
 }
 
-func (e *stateError) Error() string { return e.what + " (state: " + e.state + ")" }
+func (e *stateError) Error() string { return e.what + " (state: " + string(e.state) + ")" }
 
 // infrastructure tells whether err is a failure of the machinery (VM died,
 // agent gone, protocol broken, no answer in time) rather than an operation
@@ -40,30 +38,29 @@ func infrastructure(err error) bool {
 	case errors.Is(err, context.Canceled):
 		return false
 	case errors.As(err, &se):
-		return se.state == "dead"
+		return se.state == machine.StateDead
 	}
 	return true
 }
 
-// withTail appends the console tail to msg, unless msg already has one
-// (machine errors about booting carry their own).
-func withTail(msg string, lines []string) string {
-	if len(lines) == 0 || strings.Contains(msg, "--- console (last ") {
-		return msg
-	}
-	return msg + "\n--- console (last " + strconv.Itoa(len(lines)) + " lines) ---\n" + strings.Join(lines, "\n")
+// raised is the last error the bindings raised with a guest's console: the
+// text Lua sees (message and tail) and the failure's parts as data.
+type raised struct {
+	text  string // what was raised, without gopher-lua's position prefix
+	bare  string // the message without the tail
+	guest *result.GuestError
 }
 
 // stopped is the message for a script stopped by its context: a per-file
 // timeout or Ctrl-C. The cause says which, when the caller gave one.
-func (rt *runtime) stopped() string {
+func (rt *script) stopped() string {
 	return "test file stopped: " + context.Cause(rt.ctx).Error()
 }
 
 // fail raises the Lua error for a failed call on a VM or worker:
-// "vm:exec on minimal#1: <err>", plus the console tail for infrastructure
-// failures. It does not return.
-func (rt *runtime) fail(L *lua.LState, t target, method string, err error) {
+// "vm:exec on minimal#1: <err>". A failure of the machinery also shows
+// what the guest printed last. It does not return.
+func (rt *script) fail(L *lua.LState, t target, method string, err error) {
 	if rt.ctx.Err() != nil {
 		// The call failed because the file is being stopped; saying
 		// "agent did not answer in time" would blame the guest.
@@ -71,16 +68,40 @@ func (rt *runtime) fail(L *lua.LState, t target, method string, err error) {
 	}
 	msg := fmt.Sprintf("%s:%s on %s: %v", t.kind(), method, t.name(), err)
 	if infrastructure(err) {
-		v := t.vm()
-		rt.scope.failVM = v
-		msg = withTail(msg, v.m.ConsoleTail(tailLines))
+		ge := result.Guest(err)
+		if ge == nil {
+			v := t.vm()
+			ge = &result.GuestError{VM: v.m.Name(), Err: err, Console: v.m.ConsoleTail(result.TailLines)}
+		}
+		rt.raiseGuest(L, msg, ge)
 	}
 	L.RaiseError("%s", msg)
+}
+
+// raiseGuest raises msg followed by the console tail of ge, and keeps ge
+// so that the failure this error becomes carries the tail as data rather
+// than as text to be parsed back out. It does not return.
+func (rt *script) raiseGuest(L *lua.LState, msg string, ge *result.GuestError) {
+	text := result.Text(&result.GuestError{VM: ge.VM, Err: errors.New(msg), Console: ge.Console})
+	rt.lastRaised = &raised{text: text, bare: msg, guest: ge}
+	L.RaiseError("%s", text)
+}
+
+// guestOf splits the message of a caught error: when it is the error
+// raiseGuest raised last (after the position gopher-lua put before it),
+// the message without the tail and the guest's side of it; otherwise msg
+// itself and nil.
+func (rt *script) guestOf(msg string) (string, *result.GuestError) {
+	r := rt.lastRaised
+	if r == nil || !strings.HasSuffix(msg, r.text) {
+		return msg, nil
+	}
+	return msg[:len(msg)-len(r.text)] + r.bare, r.guest
 }
 
 // raise raises a failure of a call that is not an infrastructure problem
 // (a command that failed where the call needs success, bad JSON, a
 // malformed request): the message names the call and the VM, no console.
-func (rt *runtime) raise(L *lua.LState, t target, method, format string, args ...any) {
+func (rt *script) raise(L *lua.LState, t target, method, format string, args ...any) {
 	L.RaiseError("%s:%s on %s: %s", t.kind(), method, t.name(), fmt.Sprintf(format, args...))
 }

@@ -102,7 +102,7 @@ func checkText(L *lua.LState, n int) string {
 }
 
 // wrapperMetatable builds the wrapper's behaviour, once per state.
-func (rt *runtime) wrapperMetatable(L *lua.LState) {
+func (rt *script) wrapperMetatable(L *lua.LState) {
 	mt := L.NewTypeMetatable(wrapperType)
 	self := func(L *lua.LState) *strWrapper {
 		if ud, ok := L.Get(1).(*lua.LUserData); ok {
@@ -203,7 +203,7 @@ func boundStringFunc(ud *lua.LUserData, w *strWrapper, f *lua.LFunction) lua.LGF
 	}
 }
 
-func (rt *runtime) newWrapper(L *lua.LState, s []byte) *lua.LUserData {
+func (rt *script) newWrapper(L *lua.LState, s []byte) *lua.LUserData {
 	ud := L.NewUserData()
 	ud.Value = &strWrapper{s: string(s)}
 	L.SetMetatable(ud, L.GetTypeMetatable(wrapperType))
@@ -212,7 +212,7 @@ func (rt *runtime) newWrapper(L *lua.LState, s []byte) *lua.LUserData {
 
 // pushExecResult turns a command's result into the table scripts see:
 // ok, exit_code, stdout, stderr, signal (nil if none), timed_out.
-func (rt *runtime) pushExecResult(L *lua.LState, r *client.ExecResult) {
+func (rt *script) pushExecResult(L *lua.LState, r *client.ExecResult) {
 	t := L.CreateTable(0, 6)
 	t.RawSetString("ok", lua.LBool(r.ExitCode == 0 && r.Signal == 0 && !r.TimedOut))
 	t.RawSetString("exit_code", lua.LNumber(r.ExitCode))
@@ -228,7 +228,7 @@ func (rt *runtime) pushExecResult(L *lua.LState, r *client.ExecResult) {
 // pushJobResult is the shape of job_wait and job_kill: exit_code (-1 while
 // running), running, signal (nil if none), and the output so far as
 // wrappers, so assert_contains(r.stdout, ...) works as for exec.
-func (rt *runtime) pushJobResult(L *lua.LState, r *client.JobResult) {
+func (rt *script) pushJobResult(L *lua.LState, r *client.JobResult) {
 	t := L.CreateTable(0, 5)
 	t.RawSetString("exit_code", lua.LNumber(r.ExitCode))
 	t.RawSetString("running", lua.LBool(r.Running))

@@ -18,6 +18,7 @@ import (
 
 	"github.com/provium/provium/internal/client"
 	"github.com/provium/provium/internal/machine"
+	"github.com/provium/provium/internal/result"
 	"github.com/provium/provium/internal/wire"
 )
 
@@ -214,7 +215,7 @@ type fakeMachine struct {
 	agent *fakeAgent
 
 	mu      sync.Mutex
-	state   string
+	state   machine.State
 	sess    *client.Session
 	booted  machine.BootOptions
 	console []string
@@ -223,7 +224,7 @@ type fakeMachine struct {
 
 func newFakeMachine(t *testing.T, name string) *fakeMachine {
 	return &fakeMachine{
-		t: t, label: name, state: "created",
+		t: t, label: name, state: machine.StateCreated,
 		agent:   &fakeAgent{files: map[string][]byte{}},
 		console: []string{"[    0.000] booting " + name, "[    1.000] provium agent ready"},
 	}
@@ -231,13 +232,13 @@ func newFakeMachine(t *testing.T, name string) *fakeMachine {
 
 func (m *fakeMachine) Name() string { return m.label }
 
-func (m *fakeMachine) State() string {
+func (m *fakeMachine) State() machine.State {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.state == "running" && m.sess != nil {
+	if m.state == machine.StateRunning && m.sess != nil {
 		select {
 		case <-m.sess.Done():
-			return "dead"
+			return machine.StateDead
 		default:
 		}
 	}
@@ -248,7 +249,7 @@ func (m *fakeMachine) Boot(ctx context.Context, opts machine.BootOptions) error 
 	if m.panicky {
 		panic("fake machine exploded")
 	}
-	if st := m.State(); st != "created" {
+	if st := m.State(); st != machine.StateCreated {
 		return fmt.Errorf("boot %s: VM is in the wrong state (state: %s)", m.label, st)
 	}
 	host, guest := net.Pipe()
@@ -258,23 +259,23 @@ func (m *fakeMachine) Boot(ctx context.Context, opts machine.BootOptions) error 
 		return err
 	}
 	m.mu.Lock()
-	m.sess, m.state, m.booted = sess, "running", opts
+	m.sess, m.state, m.booted = sess, machine.StateRunning, opts
 	m.mu.Unlock()
 	m.t.Cleanup(func() { sess.Close() })
 	return nil
 }
 
 func (m *fakeMachine) Agent() *client.Agent {
-	if m.State() != "running" {
+	if m.State() != machine.StateRunning {
 		return nil
 	}
 	return m.sess.Main()
 }
 
-func (m *fakeMachine) stop(state string) {
+func (m *fakeMachine) stop(state machine.State) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.state == "running" || m.state == "created" {
+	if m.state == machine.StateRunning || m.state == machine.StateCreated {
 		m.state = state
 	}
 	if m.sess != nil {
@@ -359,7 +360,7 @@ type run struct {
 	dir  string
 	host *fakeHost
 	log  *syncBuffer
-	res  *Result
+	res  *result.File
 }
 
 // writeFile creates a file under the project directory.
@@ -398,17 +399,17 @@ func (r *run) mustPass(t *testing.T) {
 		t.Errorf("file failed: %s\n%s", r.res.Failure.Message, r.res.Failure.Traceback)
 	}
 	for _, st := range r.res.Subtests {
-		if st.Status == Failed {
+		if st.Status == result.Failed {
 			t.Errorf("sub-test %q failed: %s\n%s", st.Name, st.Failure.Message, st.Failure.Traceback)
 		}
 	}
-	if r.res.Status != Passed {
+	if r.res.Status != result.Passed {
 		t.Errorf("status %v, want ok; log:\n%s", r.res.Status, r.log.String())
 	}
 }
 
 // failure returns the failure of the named sub-test.
-func (r *run) failure(t *testing.T, name string) *Failure {
+func (r *run) failure(t *testing.T, name string) *result.Failure {
 	t.Helper()
 	for _, st := range r.res.Subtests {
 		if st.Name == name {

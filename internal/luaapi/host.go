@@ -6,14 +6,14 @@ import (
 
 	"github.com/provium/provium/internal/client"
 	"github.com/provium/provium/internal/machine"
+	"github.com/provium/provium/internal/result"
 )
 
 // Machine is a VM as the bindings use it; *machine.VM implements it.
 type Machine interface {
 	// Name identifies the VM in messages, e.g. "minimal#1".
 	Name() string
-	// State is "created", "running", "shut down", "killed" or "dead".
-	State() string
+	State() machine.State
 	Boot(ctx context.Context, opts machine.BootOptions) error
 	// Agent is the VM's own agent identity; nil unless running.
 	Agent() *client.Agent
@@ -44,5 +44,5 @@ type Options struct {
 	// are left as they are for the caller to snapshot and discard.
 	Fixture bool
 	// OnSubtest, if set, is called as each sub-test ends.
-	OnSubtest func(Subtest)
+	OnSubtest func(result.Subtest)
 }

@@ -53,7 +53,7 @@ func padTo(data []byte, size int) []byte {
 // pointer and comes back as out when the command reads (_IOR, _IOWR); a
 // number is passed as it is; without data a reading command gets a zeroed
 // buffer of the encoded size and any other gets 0.
-func (rt *runtime) ioctl(L *lua.LState) int {
+func (rt *script) ioctl(L *lua.LState) int {
 	t := rt.self(L, "ioctl")
 	fd := checkWord(L, 2)
 	cmd := checkIoctlCmd(L, 3)
@@ -88,7 +88,7 @@ func (rt *runtime) ioctl(L *lua.LState) int {
 // ioctlBuf is vm:ioctl_buf(fd, cmd, struct, specs) -> ret, struct_out,
 // out...: the struct is passed by pointer with pointers patched into it;
 // every spec with output=true comes back, in spec order.
-func (rt *runtime) ioctlBuf(L *lua.LState) int {
+func (rt *script) ioctlBuf(L *lua.LState) int {
 	t := rt.self(L, "ioctl_buf")
 	fd := checkWord(L, 2)
 	cmd := checkIoctlCmd(L, 3)

@@ -6,10 +6,13 @@ import (
 	"math"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/provium/provium/internal/machine"
+	"github.com/provium/provium/internal/result"
 	"github.com/provium/provium/internal/wire"
 )
 
@@ -123,10 +126,15 @@ end)
 			t.Errorf("%s: traceback %q", name, f.Traceback)
 		}
 	}
-	if f := r.failure(t, "contains"); f.VM != "minimal#1" || len(f.Console) == 0 {
-		t.Errorf("assertion after using a VM: VM %q console %q", f.VM, f.Console)
+	// An assertion is not the guest's failure: no console of its own, the
+	// file's report shows the VM's console once.
+	if f := r.failure(t, "contains"); f.Guest != nil {
+		t.Errorf("assertion failure carries the guest's side: %+v", f.Guest)
 	}
-	if st := r.res.Subtests[len(r.res.Subtests)-1]; st.Status != Passed {
+	if c := r.res.Console; c == nil || c.VM != "minimal#1" || len(c.Console) == 0 {
+		t.Errorf("file console after an assertion on a VM: %+v", c)
+	}
+	if st := r.res.Subtests[len(r.res.Subtests)-1]; st.Status != result.Passed {
 		t.Errorf("equal values: %v %+v", st.Status, st.Failure)
 	}
 }
@@ -143,13 +151,13 @@ test("outer", function()
 end)
 after = true
 `, func(o *Options, _ *context.Context) {
-			o.OnSubtest = func(s Subtest) { seen = append(seen, s.Name+":"+s.Status.String()) }
+			o.OnSubtest = func(s result.Subtest) { seen = append(seen, s.Name+":"+s.Status.String()) }
 		})
 		want := []string{"one:ok", "two:FAIL", "three:todo", "outer/inner:FAIL", "outer:ok"}
 		if !reflect.DeepEqual(seen, want) {
 			t.Errorf("OnSubtest saw %v, want %v", seen, want)
 		}
-		if r.res.Status != Failed || r.res.Failure != nil || !r.res.Touched {
+		if r.res.Status != result.Failed || r.res.Failure != nil || !r.res.Touched {
 			t.Errorf("status %v failure %+v touched %v", r.res.Status, r.res.Failure, r.res.Touched)
 		}
 		if r.res.Subtests[2].Reason != "not yet" {
@@ -165,7 +173,7 @@ local x = nil
 x.field = 1
 test("never", function() end)
 `)
-		if r.res.Status != Failed || r.res.Failure == nil || len(r.res.Subtests) != 1 {
+		if r.res.Status != result.Failed || r.res.Failure == nil || len(r.res.Subtests) != 1 {
 			t.Fatalf("status %v failure %+v subtests %d", r.res.Status, r.res.Failure, len(r.res.Subtests))
 		}
 		wantContains(t, r.res.Failure.Message, "tests/t.lua:4: ")
@@ -179,19 +187,19 @@ test("first", function() end)
 todo("whole file later")
 test("never", function() end)
 `)
-		if r.res.Status != Skipped || r.res.Reason != "whole file later" || len(r.res.Subtests) != 1 {
+		if r.res.Status != result.Skipped || r.res.Reason != "whole file later" || len(r.res.Subtests) != 1 {
 			t.Errorf("status %v reason %q subtests %d", r.res.Status, r.res.Reason, len(r.res.Subtests))
 		}
 	})
 	t.Run("todo at file scope after a failure", func(t *testing.T) {
 		r := runLua(t, `test("bad", function() error("x") end) todo()`)
-		if r.res.Status != Failed {
+		if r.res.Status != result.Failed {
 			t.Errorf("status %v", r.res.Status)
 		}
 	})
 	t.Run("a helper file passes untouched", func(t *testing.T) {
 		r := runLua(t, `local h = {} function h.f() end return h`)
-		if r.res.Status != Passed || r.res.Touched {
+		if r.res.Status != result.Passed || r.res.Touched {
 			t.Errorf("status %v touched %v", r.res.Status, r.res.Touched)
 		}
 	})
@@ -207,7 +215,7 @@ error(setmetatable({}, {__tostring = function() return "custom" end}))
 	})
 	t.Run("syntax error", func(t *testing.T) {
 		r := runLua(t, "test('x', function()\n  if then\nend)\n")
-		if r.res.Status != Failed || r.res.Failure == nil {
+		if r.res.Status != result.Failed || r.res.Failure == nil {
 			t.Fatalf("status %v", r.res.Status)
 		}
 		wantContains(t, r.res.Failure.Location, "tests/t.lua:2")
@@ -251,7 +259,7 @@ test("results", function()
   assert(not ok)
 end)
 `)
-	if st := r.res.Subtests; len(st) != 3 || st[0].Status != Failed || st[1].Status != Passed || st[2].Status != Passed {
+	if st := r.res.Subtests; len(st) != 3 || st[0].Status != result.Failed || st[1].Status != result.Passed || st[2].Status != result.Passed {
 		t.Errorf("sub-tests %+v", st)
 	}
 	if r.res.Failure != nil {
@@ -279,7 +287,7 @@ local ok, e = pcall(m.boom)
 assert_contains(e, "lib/mod.lua:3: in mod") -- the #! line keeps line numbers
 `)
 	res := Run(context.Background(), Options{Path: path, StartDir: dir, Host: &fakeHost{t: t}})
-	if res.Status != Passed {
+	if res.Status != result.Passed {
 		t.Fatalf("status %v: %+v", res.Status, res.Failure)
 	}
 
@@ -336,8 +344,8 @@ assert_eq("shut down", c.state)
 		d[1].Format != "qcow2" || !d[1].ReadOnly {
 		t.Errorf("disks %+v", d)
 	}
-	if len(r.res.Machines) != 3 || r.res.Machines[1].Name() != "base#2" {
-		t.Errorf("machines %v", r.res.Machines)
+	if len(r.host.machines) != 3 || r.host.machines[1].Name() != "base#2" {
+		t.Errorf("machines %v", r.host.machines)
 	}
 }
 
@@ -618,11 +626,11 @@ local w = vm:spawn()
 `, func(o *Options, _ *context.Context) { o.Fixture = true })
 	r.mustPass(t)
 	m := r.host.machine(0)
-	if m.State() != "running" || len(m.agent.closed) != 0 {
+	if m.State() != machine.StateRunning || len(m.agent.closed) != 0 {
 		t.Errorf("fixture VM %q, closed %v", m.State(), m.agent.closed)
 	}
-	if len(r.res.Machines) != 1 {
-		t.Errorf("machines %v", r.res.Machines)
+	if len(r.host.machines) != 1 {
+		t.Errorf("machines %v", r.host.machines)
 	}
 }
 
@@ -639,12 +647,23 @@ test("dead VM", function()
 end)
 `)
 	f := r.failure(t, "agent dies")
-	wantContains(t, f.Message, "tests/t.lua:4: vm:exec on minimal#1: agent connection lost",
-		"\n--- console (last 2 lines) ---\n[    0.000] booting minimal#1\n[    1.000] provium agent ready")
-	if f.VM != "minimal#1" || len(f.Console) != 2 {
-		t.Errorf("failure VM %q console %q", f.VM, f.Console)
+	if want := "tests/t.lua:4: vm:exec on minimal#1: agent connection lost: connection closed"; !strings.HasSuffix(f.Message, want) {
+		t.Errorf("message %q, want it to end with %q and carry no console text", f.Message, want)
 	}
-	wantContains(t, r.failure(t, "dead VM").Message, "vm:exec on minimal#2: VM is not running (state: dead)", "--- console (last 2 lines) ---")
+	if g := f.Guest; g == nil || g.VM != "minimal#1" || !slices.Equal(g.Console, []string{"[    0.000] booting minimal#1", "[    1.000] provium agent ready"}) {
+		t.Errorf("failure's guest side = %+v", f.Guest)
+	}
+	if d := r.failure(t, "dead VM"); !strings.HasSuffix(d.Message, "vm:exec on minimal#2: VM is not running (state: dead)") || d.Guest == nil {
+		t.Errorf("dead VM failure %q, guest %+v", d.Message, d.Guest)
+	}
+	// What Lua itself sees is the whole story, console included.
+	r = runLua(t, `
+local vm = provium.create("minimal"):boot()
+local ok, e = pcall(vm.exec, vm, "die")
+assert(not ok)
+assert_contains(e, "vm:exec on minimal#1: agent connection lost: connection closed\n--- console (last 2 lines) ---\n[    0.000] booting minimal#1\n")
+`)
+	r.mustPass(t)
 }
 
 func TestWaitUntil(t *testing.T) {
@@ -684,7 +703,7 @@ func TestCancellationStopsTheScript(t *testing.T) {
 			case <-time.After(30 * time.Second):
 				t.Fatal("the script did not stop")
 			}
-			if r.res.Status != Failed || r.res.Failure == nil {
+			if r.res.Status != result.Failed || r.res.Failure == nil {
 				t.Fatalf("status %v failure %+v", r.res.Status, r.res.Failure)
 			}
 			wantContains(t, r.res.Failure.Message, "test file stopped: context deadline exceeded")

@@ -9,7 +9,7 @@ import (
 
 // module builds the provium module table; Run installs it both as the
 // global provium and for require("provium").
-func (rt *runtime) module(L *lua.LState) *lua.LTable {
+func (rt *script) module(L *lua.LState) *lua.LTable {
 	mod := L.NewTable()
 	for name, fn := range map[string]lua.LGFunction{
 		"create":       rt.create,
@@ -23,7 +23,7 @@ func (rt *runtime) module(L *lua.LState) *lua.LTable {
 	return mod
 }
 
-func (rt *runtime) host(L *lua.LState, call string) Host {
+func (rt *script) host(L *lua.LState, call string) Host {
 	if rt.opts.Host == nil {
 		L.RaiseError("%s: no VM host is configured for this run", call)
 	}
@@ -31,7 +31,7 @@ func (rt *runtime) host(L *lua.LState, call string) Host {
 }
 
 // create is provium.create(profile) -> vm, not booted.
-func (rt *runtime) create(L *lua.LState) int {
+func (rt *script) create(L *lua.LState) int {
 	profile := L.CheckString(1)
 	call := fmt.Sprintf("provium.create(%q)", profile)
 	m, err := rt.host(L, call).Create(profile)
@@ -44,7 +44,7 @@ func (rt *runtime) create(L *lua.LState) int {
 
 // fixture is provium.fixture(name) -> a running VM resumed from the
 // fixture. The host's error carries the fixture's own failure and console.
-func (rt *runtime) fixture(L *lua.LState) int {
+func (rt *script) fixture(L *lua.LState) int {
 	name := L.CheckString(1)
 	call := fmt.Sprintf("provium.fixture(%q)", name)
 	rt.res.Touched = true
@@ -61,7 +61,7 @@ func (rt *runtime) fixture(L *lua.LState) int {
 
 // shutdownAll is provium.shutdown_all(): every VM of this file, even when
 // one of them fails to shut down.
-func (rt *runtime) shutdownAll(L *lua.LState) int {
+func (rt *script) shutdownAll(L *lua.LState) int {
 	var errs []error
 	for _, v := range rt.vms {
 		if err := v.m.Shutdown(rt.ctx); err != nil {

@@ -30,7 +30,7 @@ var stateOptions = lua.Options{
 // have no upvalues to lose; they run on L with a message handler, which
 // also keeps gopher-lua from closing L's upvalues, and keeps "file:line"
 // of the caller in their error messages.
-func (rt *runtime) pcall(L *lua.LState, fn lua.LValue, args []lua.LValue, handler *lua.LFunction) ([]lua.LValue, error) {
+func (rt *script) pcall(L *lua.LState, fn lua.LValue, args []lua.LValue, handler *lua.LFunction) ([]lua.LValue, error) {
 	if f, ok := fn.(*lua.LFunction); ok && !f.IsG {
 		co, cancel := L.NewThread()
 		if cancel != nil {
@@ -73,7 +73,7 @@ func errorValue(err error) lua.LValue {
 }
 
 // luaPcall is the global pcall(f, ...), run through pcall above.
-func (rt *runtime) luaPcall(L *lua.LState) int {
+func (rt *script) luaPcall(L *lua.LState) int {
 	fn := L.CheckAny(1)
 	args := make([]lua.LValue, 0, L.GetTop())
 	for i := 2; i <= L.GetTop(); i++ {
@@ -84,7 +84,7 @@ func (rt *runtime) luaPcall(L *lua.LState) int {
 }
 
 // luaXpcall is the global xpcall(f, handler).
-func (rt *runtime) luaXpcall(L *lua.LState) int {
+func (rt *script) luaXpcall(L *lua.LState) int {
 	fn := L.CheckAny(1)
 	handler := L.CheckFunction(2)
 	results, err := rt.pcall(L, fn, nil, handler)
@@ -112,7 +112,7 @@ func pushProtected(L *lua.LState, results []lua.LValue, err error) int {
 // argument error the binding itself raised gets the binding's name, since
 // gopher-lua names the function after the caller's call site, which is
 // "(anonymous)" under pcall(f, ...) and unquoted otherwise.
-func (rt *runtime) guard(name string, f lua.LGFunction) lua.LGFunction {
+func (rt *script) guard(name string, f lua.LGFunction) lua.LGFunction {
 	return func(L *lua.LState) int {
 		entry, _ := L.GetStack(0)
 		defer func() {
@@ -142,7 +142,7 @@ var badArgument = sync.OnceValue(func() *regexp.Regexp {
 	return regexp.MustCompile(`^(\S+:\d+: )?bad argument #(\d+) to (?:\(anonymous\)|[^'(][^(]*?) \(`)
 })
 
-func (rt *runtime) guardAll(fns map[string]lua.LGFunction) map[string]lua.LGFunction {
+func (rt *script) guardAll(fns map[string]lua.LGFunction) map[string]lua.LGFunction {
 	out := make(map[string]lua.LGFunction, len(fns))
 	for name, f := range fns {
 		out[name] = rt.guard(name, f)

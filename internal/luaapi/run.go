@@ -24,6 +24,9 @@ import (
 	"time"
 
 	lua "github.com/yuin/gopher-lua"
+
+	"github.com/provium/provium/internal/machine"
+	"github.com/provium/provium/internal/result"
 )
 
 // scope is a sub-test, or the file outside any sub-test: what a failure
@@ -31,14 +34,13 @@ import (
 type scope struct {
 	name   string // sub-test name; "" at file scope
 	lastVM *vmObj // the VM most recently used here
-	failVM *vmObj // the VM of an infrastructure failure here
 }
 
-// runtime is the state of one file's run.
-type runtime struct {
+// script is the state of one file's run.
+type script struct {
 	ctx       context.Context
 	opts      Options
-	res       *Result
+	res       *result.File
 	main      string // chunk name of the test file
 	scope     *scope
 	vms       []*vmObj
@@ -46,17 +48,20 @@ type runtime struct {
 	loaded    map[string]bool
 	skipped   bool // todo() at file scope
 	stringLib *lua.LTable
+	// lastRaised is the last error raised with a guest's console, so
+	// that the failure it becomes keeps the console as data.
+	lastRaised *raised
 }
 
 // Run runs one Lua file and reports what happened. It never panics and
 // never leaves a VM of a (non-fixture) file running. Cancelling ctx (a
 // per-file timeout, Ctrl-C) stops the script, even in a busy loop.
-func Run(ctx context.Context, opts Options) *Result {
+func Run(ctx context.Context, opts Options) *result.File {
 	start := time.Now()
-	rt := &runtime{
+	rt := &script{
 		ctx:    ctx,
 		opts:   opts,
-		res:    &Result{},
+		res:    &result.File{},
 		main:   opts.Path,
 		scope:  &scope{},
 		loaded: map[string]bool{},
@@ -76,12 +81,12 @@ func Run(ctx context.Context, opts Options) *Result {
 
 // protect turns a Go panic (a bug here, or in a Host or Machine) into a
 // failure of this file instead of a crash of the whole run.
-func (rt *runtime) protect(f func()) {
+func (rt *script) protect(f func()) {
 	defer func() {
 		if r := recover(); r != nil {
 			rt.logf("[provium] internal error: %v\n%s", r, debug.Stack())
 			if rt.res.Failure == nil {
-				rt.res.Failure = &Failure{
+				rt.res.Failure = &result.Failure{
 					Message:  fmt.Sprintf("%s: internal error: %v", rt.main, r),
 					Location: rt.main,
 				}
@@ -91,7 +96,7 @@ func (rt *runtime) protect(f func()) {
 	f()
 }
 
-func (rt *runtime) logf(format string, args ...any) {
+func (rt *script) logf(format string, args ...any) {
 	if rt.opts.Log != nil {
 		fmt.Fprintf(rt.opts.Log, format+"\n", args...)
 	}
@@ -99,11 +104,11 @@ func (rt *runtime) logf(format string, args ...any) {
 
 // use notes v as the VM the current scope works with: an assertion that
 // fails later shows its console.
-func (rt *runtime) use(v *vmObj) { rt.scope.lastVM = v }
+func (rt *script) use(v *vmObj) { rt.scope.lastVM = v }
 
 // open loads the standard libraries a test needs and installs Provium's
 // module and globals.
-func (rt *runtime) open(L *lua.LState) {
+func (rt *script) open(L *lua.LState) {
 	for _, lib := range []struct {
 		name string
 		fn   lua.LGFunction
@@ -167,7 +172,7 @@ func (rt *runtime) open(L *lua.LState) {
 }
 
 // runFile runs the test file itself.
-func (rt *runtime) runFile(L *lua.LState) {
+func (rt *script) runFile(L *lua.LState) {
 	fn, err := rt.loadChunk(L, rt.opts.Path, rt.main)
 	if err != nil {
 		rt.res.Failure = loadFailure(rt.main, err)
@@ -189,7 +194,7 @@ func (rt *runtime) runFile(L *lua.LState) {
 }
 
 // loadFailure reports a file that could not be read or compiled.
-func loadFailure(name string, err error) *Failure {
+func loadFailure(name string, err error) *result.Failure {
 	msg := loadError(err)
 	loc := name
 	if m := hasPosition().FindString(msg); m != "" {
@@ -197,7 +202,7 @@ func loadFailure(name string, err error) *Failure {
 	} else {
 		msg = name + ": " + msg
 	}
-	return &Failure{Message: msg, Location: loc}
+	return &result.Failure{Message: msg, Location: loc}
 }
 
 // syntaxError matches gopher-lua's "x.lua line:3(column:5) near 'end':
@@ -217,25 +222,25 @@ func loadError(err error) string {
 	return syntaxError().ReplaceAllString(msg, "$1:$2: $5 $4 (column $3)")
 }
 
-func (rt *runtime) status() Status {
+func (rt *script) status() result.Status {
 	if rt.res.Failure != nil {
-		return Failed
+		return result.Failed
 	}
 	for _, st := range rt.res.Subtests {
-		if st.Status == Failed {
-			return Failed
+		if st.Status == result.Failed {
+			return result.Failed
 		}
 	}
 	if rt.skipped {
-		return Skipped
+		return result.Skipped
 	}
-	return Passed
+	return result.Passed
 }
 
 // cleanup ends what a test file left behind: workers not killed are
 // closed and VMs still up are killed. A fixture script's VMs stay as they
 // are: the caller snapshots one and quiesces the agent itself.
-func (rt *runtime) cleanup() {
+func (rt *script) cleanup() {
 	if rt.opts.Fixture {
 		return
 	}
@@ -245,7 +250,7 @@ func (rt *runtime) cleanup() {
 	// Workers are closed first so the guest and the call trace see them
 	// end; a stopped file skips that, the kill below ends them anyway.
 	for _, w := range rt.workers {
-		if w.a.Closed() || w.parent.m.State() != "running" || rt.ctx.Err() != nil {
+		if w.a.Closed() || w.parent.m.State() != machine.StateRunning || rt.ctx.Err() != nil {
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -255,7 +260,7 @@ func (rt *runtime) cleanup() {
 		cancel()
 	}
 	for _, v := range rt.vms {
-		if st := v.m.State(); st == "running" || st == "created" {
+		if st := v.m.State(); st == machine.StateRunning || st == machine.StateCreated {
 			if err := v.m.Kill(); err != nil {
 				rt.logf("[provium] killing %s: %v", v.m.Name(), err)
 			}
@@ -266,7 +271,7 @@ func (rt *runtime) cleanup() {
 // test is the global test(name, fn): fn runs at once as a sub-test; an
 // error inside fails it alone and the file goes on. A test inside a test
 // is a sub-test named "outer/inner".
-func (rt *runtime) test(L *lua.LState) int {
+func (rt *script) test(L *lua.LState) int {
 	name := L.CheckString(1)
 	fn := L.CheckFunction(2)
 	rt.res.Touched = true
@@ -280,16 +285,16 @@ func (rt *runtime) test(L *lua.LState) int {
 	_, err := rt.pcall(L, fn, nil, rt.handler(L, c))
 	rt.scope = prev
 
-	st := Subtest{Name: name, Duration: time.Since(start)}
+	st := result.Subtest{Name: name, Duration: time.Since(start)}
 	switch {
 	case err == nil:
-		st.Status = Passed
+		st.Status = result.Passed
 		rt.logf("[test] %s: ok (%.2fs)", name, st.Duration.Seconds())
 	case c.todo != nil:
-		st.Status, st.Reason = Skipped, c.todo.reason
+		st.Status, st.Reason = result.Skipped, c.todo.reason
 		rt.logf("[test] %s: todo: %s", name, c.todo.reason)
 	default:
-		st.Status, st.Failure = Failed, rt.failureOf(c, err)
+		st.Status, st.Failure = result.Failed, rt.failureOf(c, err)
 		rt.logf("[test] %s: FAIL: %s\n%s", name, st.Failure.Message, st.Failure.Traceback)
 	}
 	rt.res.Subtests = append(rt.res.Subtests, st)
@@ -313,7 +318,7 @@ type todoSignal struct {
 }
 
 // todo is the global todo(reason?).
-func (rt *runtime) todo(L *lua.LState) int {
+func (rt *script) todo(L *lua.LState) int {
 	ud := L.NewUserData()
 	ud.Value = &todoSignal{reason: L.OptString(1, "")}
 	L.SetMetatable(ud, L.GetTypeMetatable(todoType))
@@ -324,14 +329,14 @@ func (rt *runtime) todo(L *lua.LState) int {
 // caught is what the error handler of a protected call saw.
 type caught struct {
 	outer   []frame // the caller's frames, when the call runs on a thread
-	failure *Failure
+	failure *result.Failure
 	todo    *todoSignal
 }
 
 // handler returns the message handler of a protected call: it runs where
 // the error was raised, with the Lua stack still there, so it can record
 // the failing line and the traceback.
-func (rt *runtime) handler(L *lua.LState, c *caught) *lua.LFunction {
+func (rt *script) handler(L *lua.LState, c *caught) *lua.LFunction {
 	return L.NewFunction(rt.guard("error handler", func(L *lua.LState) int {
 		obj := L.Get(1)
 		if ud, ok := obj.(*lua.LUserData); ok {
@@ -349,7 +354,7 @@ func (rt *runtime) handler(L *lua.LState, c *caught) *lua.LFunction {
 
 // failureOf is the failure a protected call ended with; the handler's
 // record when it ran, else what gopher-lua returned.
-func (rt *runtime) failureOf(c *caught, err error) *Failure {
+func (rt *script) failureOf(c *caught, err error) *result.Failure {
 	if c.failure != nil {
 		return c.failure
 	}
@@ -361,7 +366,7 @@ func (rt *runtime) failureOf(c *caught, err error) *Failure {
 	if !hasPosition().MatchString(msg) {
 		msg = rt.main + ": " + msg
 	}
-	return &Failure{Message: msg, Location: rt.main}
+	return &result.Failure{Message: msg, Location: rt.main}
 }
 
 // hasPosition matches a message that starts with "file:line:".
@@ -402,7 +407,7 @@ func luaFrames(L *lua.LState) []frame {
 // newFailure describes an error raised in the script. outer are frames
 // below the ones on L's stack (the caller of a sub-test running on its
 // own thread).
-func (rt *runtime) newFailure(L *lua.LState, obj lua.LValue, outer []frame) *Failure {
+func (rt *script) newFailure(L *lua.LState, obj lua.LValue, outer []frame) *result.Failure {
 	frames := append(luaFrames(L), outer...)
 	loc := rt.main
 	for _, f := range frames {
@@ -414,10 +419,11 @@ func (rt *runtime) newFailure(L *lua.LState, obj lua.LValue, outer []frame) *Fai
 	if loc == rt.main && len(frames) > 0 {
 		loc = fmt.Sprintf("%s:%d", frames[0].src, frames[0].line)
 	}
-	msg := errorText(L, obj)
+	msg, guest := rt.guestOf(errorText(L, obj))
 	switch {
 	case rt.ctx.Err() != nil && !strings.Contains(msg, "test file stopped"):
 		msg = loc + ": " + rt.stopped()
+		guest = nil
 	case !hasPosition().MatchString(msg):
 		msg = loc + ": " + msg
 	case !strings.HasPrefix(msg, loc+":") && strings.HasPrefix(loc, rt.main+":"):
@@ -430,14 +436,13 @@ func (rt *runtime) newFailure(L *lua.LState, obj lua.LValue, outer []frame) *Fai
 	for _, f := range frames {
 		fmt.Fprintf(&tb, "\n\t%s:%d: in %s", f.src, f.line, f.fn)
 	}
-	f := &Failure{Message: msg, Location: loc, Traceback: tb.String()}
-	v := rt.scope.failVM
-	if v == nil {
-		v = rt.scope.lastVM
-	}
-	if v != nil {
-		f.VM = v.m.Name()
-		f.Console = v.m.ConsoleTail(tailLines)
+	f := &result.Failure{Message: msg, Location: loc, Traceback: tb.String(), Guest: guest}
+	if guest == nil {
+		if v := rt.scope.lastVM; v != nil {
+			// Not the guest's doing, but its side may still explain
+			// it: the file's report shows it once.
+			rt.res.Console = &result.GuestError{VM: v.m.Name(), Err: errors.New(msg), Console: v.m.ConsoleTail(result.TailLines)}
+		}
 	}
 	return f
 }
@@ -459,7 +464,7 @@ func errorText(L *lua.LState, obj lua.LValue) string {
 
 // resolve makes a script-relative path absolute against the start
 // directory: the classic suites name helpers from the project root.
-func (rt *runtime) resolve(p string) string {
+func (rt *script) resolve(p string) string {
 	if filepath.IsAbs(p) || rt.opts.StartDir == "" {
 		return p
 	}
@@ -468,7 +473,7 @@ func (rt *runtime) resolve(p string) string {
 
 // loadChunk compiles the file at path under the chunk name that messages
 // will show.
-func (rt *runtime) loadChunk(L *lua.LState, path, name string) (*lua.LFunction, error) {
+func (rt *script) loadChunk(L *lua.LState, path, name string) (*lua.LFunction, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		var pe *fs.PathError
@@ -489,7 +494,7 @@ func (rt *runtime) loadChunk(L *lua.LState, path, name string) (*lua.LFunction, 
 }
 
 // loadTracked loads a helper file and records it in Result.Loaded.
-func (rt *runtime) loadTracked(L *lua.LState, p string) (*lua.LFunction, error) {
+func (rt *script) loadTracked(L *lua.LState, p string) (*lua.LFunction, error) {
 	full := rt.resolve(p)
 	fn, err := rt.loadChunk(L, full, p)
 	if _, serr := os.Stat(full); serr == nil {
@@ -502,7 +507,7 @@ func (rt *runtime) loadTracked(L *lua.LState, p string) (*lua.LFunction, error) 
 }
 
 // dofile is the global dofile(path), relative to the start directory.
-func (rt *runtime) dofile(L *lua.LState) int {
+func (rt *script) dofile(L *lua.LState) int {
 	p := L.CheckString(1)
 	fn, err := rt.loadTracked(L, p)
 	if err != nil {
@@ -515,7 +520,7 @@ func (rt *runtime) dofile(L *lua.LState) int {
 }
 
 // loadfile is the global loadfile(path): the chunk, or nil and a message.
-func (rt *runtime) loadfile(L *lua.LState) int {
+func (rt *script) loadfile(L *lua.LState) int {
 	p := L.CheckString(1)
 	fn, err := rt.loadTracked(L, p)
 	if err != nil {
@@ -529,7 +534,7 @@ func (rt *runtime) loadfile(L *lua.LState) int {
 
 // requireLoader is require's searcher for Lua files on package.path.
 // Relative entries resolve against the start directory, as dofile does.
-func (rt *runtime) requireLoader(L *lua.LState) int {
+func (rt *script) requireLoader(L *lua.LState) int {
 	name := L.CheckString(1)
 	path, ok := L.GetField(L.GetGlobal("package"), "path").(lua.LString)
 	if !ok {
@@ -558,7 +563,7 @@ func (rt *runtime) requireLoader(L *lua.LState) int {
 
 // print writes to the file's log rather than to the terminal, where
 // parallel files would interleave.
-func (rt *runtime) print(L *lua.LState) int {
+func (rt *script) print(L *lua.LState) int {
 	parts := make([]string, L.GetTop())
 	for i := range parts {
 		parts[i] = L.ToStringMeta(L.Get(i + 1)).String()

@@ -230,7 +230,7 @@ func newCall(nr int64, args [wire.MaxArgs]uint64, bufs bufSet, ptrs []ptrSpec) *
 // (buffers in argument order, then output pointers in spec order). The
 // request is validated here first, so that a malformed one is the
 // script's error, never sent and never mistaken for a protocol failure.
-func (rt *runtime) do(L *lua.LState, t target, method string, c *call) (int64, [][]byte) {
+func (rt *script) do(L *lua.LState, t target, method string, c *call) (int64, [][]byte) {
 	if len(c.blobs) > wire.MaxBlobs {
 		rt.raise(L, t, method, "%d buffers and pointer contents exceed the %d a call can carry", len(c.blobs), wire.MaxBlobs)
 	}
@@ -254,7 +254,7 @@ func pushResults(L *lua.LState, ret int64, outs [][]byte) int {
 }
 
 // syscall is vm:syscall(nr, a1, ..., a6) -> ret.
-func (rt *runtime) syscall(L *lua.LState) int {
+func (rt *script) syscall(L *lua.LState) int {
 	t := rt.self(L, "syscall")
 	c := newCall(checkNr(L, 2), checkArgs(L, 3), bufSet{}, nil)
 	ret, _ := rt.do(L, t, "syscall", c)
@@ -263,7 +263,7 @@ func (rt *runtime) syscall(L *lua.LState) int {
 }
 
 // syscallBuf is vm:syscall_buf(nr, idx, data, a...) -> ret, out.
-func (rt *runtime) syscallBuf(L *lua.LState) int {
+func (rt *script) syscallBuf(L *lua.LState) int {
 	t := rt.self(L, "syscall_buf")
 	nr := checkNr(L, 2)
 	idx := checkArgIndex(L, 3, L.Get(3), "buffer index")
@@ -274,7 +274,7 @@ func (rt *runtime) syscallBuf(L *lua.LState) int {
 }
 
 // syscallBufs is vm:syscall_bufs(nr, bufs, a...) -> ret, out...
-func (rt *runtime) syscallBufs(L *lua.LState) int {
+func (rt *script) syscallBufs(L *lua.LState) int {
 	t := rt.self(L, "syscall_bufs")
 	nr := checkNr(L, 2)
 	bufs := checkBufs(L, 3)
@@ -285,7 +285,7 @@ func (rt *runtime) syscallBufs(L *lua.LState) int {
 // syscallPtr is vm:syscall_ptr(nr, bufs, ptrs, a...) -> ret, bufouts...,
 // ptrouts... A spec's buf_idx is the argument index of its buffer, as in
 // bufs.
-func (rt *runtime) syscallPtr(L *lua.LState) int {
+func (rt *script) syscallPtr(L *lua.LState) int {
 	t := rt.self(L, "syscall_ptr")
 	nr := checkNr(L, 2)
 	bufs := checkBufs(L, 3)

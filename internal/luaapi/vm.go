@@ -25,7 +25,7 @@ func (v *vmObj) vm() *vmObj   { return v }
 
 func (v *vmObj) agent() (*client.Agent, error) {
 	st := v.m.State()
-	if st != "running" {
+	if st != machine.StateRunning {
 		return nil, &stateError{"VM is not running", st}
 	}
 	a := v.m.Agent()
@@ -38,7 +38,7 @@ func (v *vmObj) agent() (*client.Agent, error) {
 
 // vmMetatable builds the VM's method table: the agent methods plus the
 // lifecycle ones only a VM has.
-func (rt *runtime) vmMetatable(L *lua.LState) {
+func (rt *script) vmMetatable(L *lua.LState) {
 	methods := L.NewTable()
 	L.SetFuncs(methods, rt.guardAll(rt.agentMethods()))
 	L.SetFuncs(methods, rt.guardAll(map[string]lua.LGFunction{
@@ -60,7 +60,7 @@ func (rt *runtime) vmMetatable(L *lua.LState) {
 			case lua.LString("name"):
 				L.Push(lua.LString(v.m.Name()))
 			case lua.LString("state"):
-				L.Push(lua.LString(v.m.State()))
+				L.Push(lua.LString(string(v.m.State())))
 			default:
 				L.Push(lua.LNil)
 			}
@@ -68,7 +68,7 @@ func (rt *runtime) vmMetatable(L *lua.LState) {
 		},
 		"__tostring": func(L *lua.LState) int {
 			v := checkVM(L, "__tostring")
-			L.Push(lua.LString(fmt.Sprintf("vm %s (%s)", v.m.Name(), v.m.State())))
+			L.Push(lua.LString(fmt.Sprintf("vm %s (%s)", v.m.Name(), string(v.m.State()))))
 			return 1
 		},
 	}))
@@ -90,24 +90,23 @@ func checkSelf[T any](L *lua.LState, kind, method string) T {
 }
 
 // addVM wraps a machine the host made for this file.
-func (rt *runtime) addVM(L *lua.LState, m Machine) *vmObj {
+func (rt *script) addVM(L *lua.LState, m Machine) *vmObj {
 	v := &vmObj{m: m}
 	v.ud = L.NewUserData()
 	v.ud.Value = v
 	L.SetMetatable(v.ud, L.GetTypeMetatable(vmType))
 	rt.vms = append(rt.vms, v)
-	rt.res.Machines = append(rt.res.Machines, m)
 	rt.res.Touched = true
 	rt.use(v)
 	return v
 }
 
 // boot is vm:boot(opts?) -> vm.
-func (rt *runtime) boot(L *lua.LState) int {
+func (rt *script) boot(L *lua.LState) int {
 	v := checkVM(L, "boot")
 	rt.use(v)
 	bo := rt.bootOptions(L, 2)
-	if st := v.m.State(); st != "created" {
+	if st := v.m.State(); st != machine.StateCreated {
 		rt.fail(L, v, "boot", &stateError{"VM cannot boot", st})
 	}
 	if err := v.m.Boot(rt.ctx, bo); err != nil {
@@ -119,7 +118,7 @@ func (rt *runtime) boot(L *lua.LState) int {
 
 // bootOptions reads vm:boot's options. Relative host paths resolve
 // against the start directory, like dofile.
-func (rt *runtime) bootOptions(L *lua.LState, n int) machine.BootOptions {
+func (rt *script) bootOptions(L *lua.LState, n int) machine.BootOptions {
 	o := checkOpts(L, n, "memory", "cpus", "files", "disks")
 	bo := machine.BootOptions{
 		MemoryMiB: o.sizeMiB("memory", 512),
@@ -156,7 +155,7 @@ func (rt *runtime) bootOptions(L *lua.LState, n int) machine.BootOptions {
 }
 
 // disk reads one {path, format="raw"|"qcow2", readonly=false}.
-func (rt *runtime) disk(o *opts, i int, v lua.LValue) machine.Disk {
+func (rt *script) disk(o *opts, i int, v lua.LValue) machine.Disk {
 	t, ok := v.(*lua.LTable)
 	if !ok {
 		o.bad("disks", fmt.Sprintf("disk %d: table expected, got %s", i, v.Type()))
@@ -194,7 +193,7 @@ func (rt *runtime) disk(o *opts, i int, v lua.LValue) machine.Disk {
 }
 
 // shutdown is vm:shutdown(): graceful, idempotent.
-func (rt *runtime) shutdown(L *lua.LState) int {
+func (rt *script) shutdown(L *lua.LState) int {
 	v := checkVM(L, "shutdown")
 	rt.use(v)
 	if err := v.m.Shutdown(rt.ctx); err != nil {
@@ -204,7 +203,7 @@ func (rt *runtime) shutdown(L *lua.LState) int {
 }
 
 // kill is vm:kill(): QEMU stops at once.
-func (rt *runtime) kill(L *lua.LState) int {
+func (rt *script) kill(L *lua.LState) int {
 	v := checkVM(L, "kill")
 	rt.use(v)
 	if err := v.m.Kill(); err != nil {
@@ -214,7 +213,7 @@ func (rt *runtime) kill(L *lua.LState) int {
 }
 
 // spawn is vm:spawn(opts?) -> worker; {thread = true} for a thread worker.
-func (rt *runtime) spawn(L *lua.LState) int {
+func (rt *script) spawn(L *lua.LState) int {
 	v := checkVM(L, "spawn")
 	rt.use(v)
 	thread := checkOpts(L, 2, "thread").boolean("thread", false)

@@ -11,7 +11,7 @@ import (
 // value, which it returns. Options (argument n+1): timeout (10 s),
 // interval (0.5 s), desc ("condition"). Errors inside the function
 // propagate as they are; a timeout raises "timed out waiting for <desc>".
-func (rt *runtime) waitUntil(L *lua.LState, n int) int {
+func (rt *script) waitUntil(L *lua.LState, n int) int {
 	fn := L.CheckFunction(n)
 	o := checkOpts(L, n+1, "timeout", "interval", "desc")
 	timeoutS := o.number("timeout", 10)
@@ -40,13 +40,13 @@ func (rt *runtime) waitUntil(L *lua.LState, n int) int {
 }
 
 // globalWaitUntil is the global wait_until(fn, opts?).
-func (rt *runtime) globalWaitUntil(L *lua.LState) int {
+func (rt *script) globalWaitUntil(L *lua.LState) int {
 	return rt.waitUntil(L, 1)
 }
 
 // sleep waits d, or raises as soon as the file is stopped: a per-file
 // timeout or Ctrl-C must not wait for a poll interval to end.
-func (rt *runtime) sleep(L *lua.LState, d time.Duration) {
+func (rt *script) sleep(L *lua.LState, d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

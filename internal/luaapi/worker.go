@@ -38,7 +38,7 @@ func (w *workerObj) agent() (*client.Agent, error) {
 
 // workerMetatable builds the worker's method table: the agent methods,
 // kill, and the VM-only methods as errors that say why.
-func (rt *runtime) workerMetatable(L *lua.LState) {
+func (rt *script) workerMetatable(L *lua.LState) {
 	methods := L.NewTable()
 	L.SetFuncs(methods, rt.guardAll(rt.agentMethods()))
 	L.SetFuncs(methods, rt.guardAll(map[string]lua.LGFunction{"kill": rt.workerKill}))
@@ -88,7 +88,7 @@ func checkWorker(L *lua.LState, method string) *workerObj {
 	return checkSelf[*workerObj](L, "worker", method)
 }
 
-func (rt *runtime) newWorker(L *lua.LState, w *workerObj) *lua.LUserData {
+func (rt *script) newWorker(L *lua.LState, w *workerObj) *lua.LUserData {
 	ud := L.NewUserData()
 	ud.Value = w
 	L.SetMetatable(ud, L.GetTypeMetatable(workerType))
@@ -98,7 +98,7 @@ func (rt *runtime) newWorker(L *lua.LState, w *workerObj) *lua.LUserData {
 // workerKill is worker:kill(): the worker's channel closes and it exits.
 // Killing twice, or a worker of a VM that already stopped, is not an
 // error: the worker is gone either way.
-func (rt *runtime) workerKill(L *lua.LState) int {
+func (rt *script) workerKill(L *lua.LState) int {
 	w := checkWorker(L, "kill")
 	rt.use(w.parent)
 	if w.a.Closed() {

@@ -3,8 +3,6 @@ package machine
 import (
 	"bytes"
 	"io"
-	"strconv"
-	"strings"
 	"sync"
 )
 
@@ -77,18 +75,9 @@ func (c *console) Tail(n int) []string {
 	return all
 }
 
-// FormatTail renders console lines the way error messages show them.
-func FormatTail(lines []string) string {
-	if len(lines) == 0 {
-		return ""
-	}
-	var b strings.Builder
-	b.WriteString("--- console (last ")
-	b.WriteString(strconv.Itoa(len(lines)))
-	b.WriteString(" lines) ---\n")
-	for _, l := range lines {
-		b.WriteString(l)
-		b.WriteByte('\n')
-	}
-	return b.String()
+// Empty reports whether the guest has printed nothing at all.
+func (c *console) Empty() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.full && c.next == 0 && len(c.partial) == 0
 }

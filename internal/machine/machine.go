@@ -19,6 +19,7 @@ import (
 	"github.com/provium/provium/internal/kernelimage"
 	"github.com/provium/provium/internal/profile"
 	"github.com/provium/provium/internal/qemu"
+	"github.com/provium/provium/internal/result"
 	"github.com/provium/provium/internal/wire"
 )
 
@@ -32,13 +33,16 @@ const (
 // PortName is the virtio-serial port the agent listens on.
 const PortName = "org.provium.agent"
 
+// State is where a VM is in its life.
+type State string
+
 // States a VM goes through.
 const (
-	StateCreated  = "created"
-	StateRunning  = "running"
-	StateShutDown = "shut down"
-	StateKilled   = "killed"
-	StateDead     = "dead" // QEMU exited on its own
+	StateCreated  State = "created"
+	StateRunning  State = "running"
+	StateShutDown State = "shut down"
+	StateKilled   State = "killed"
+	StateDead     State = "dead" // QEMU exited on its own
 )
 
 // Sentinel errors.
@@ -55,8 +59,8 @@ type Config struct {
 	Log     io.Writer // console and call trace; may be nil
 	// OnStop runs once when the VM stops, however it stops (pool release).
 	OnStop func()
-	// OnReady runs when the VM is up: event is "booted" or "resumed".
-	OnReady func(event string, d time.Duration)
+	// OnReady runs when the VM is up, booted or resumed, after d.
+	OnReady func(resumed bool, d time.Duration)
 }
 
 // Shape is everything a snapshot needs to be restored: the same kernel,
@@ -77,7 +81,7 @@ type VM struct {
 	console *console
 
 	mu       sync.Mutex
-	state    string
+	state    State
 	proc     *qemu.Process
 	sess     *client.Session
 	shape    Shape
@@ -93,7 +97,7 @@ func New(cfg Config) *VM {
 func (vm *VM) Name() string { return vm.cfg.Name }
 
 // State is the VM's lifecycle state.
-func (vm *VM) State() string {
+func (vm *VM) State() State {
 	vm.mu.Lock()
 	defer vm.mu.Unlock()
 	return vm.state
@@ -132,13 +136,9 @@ func (vm *VM) CommandLine() string {
 	return vm.proc.CommandLine()
 }
 
-// withTail adds the console tail to an error about this VM.
-func (vm *VM) withTail(err error) error {
-	tail := vm.console.Tail(20)
-	if len(tail) == 0 {
-		return err
-	}
-	return fmt.Errorf("%w\n%s", err, strings.TrimRight(FormatTail(tail), "\n"))
+// guestError is err with what the VM's console showed last.
+func (vm *VM) guestError(err error) error {
+	return &result.GuestError{VM: vm.cfg.Name, Err: err, Console: vm.console.Tail(result.TailLines)}
 }
 
 func (vm *VM) tracer() client.Tracer {
@@ -210,7 +210,7 @@ func (vm *VM) Boot(ctx context.Context, opts BootOptions) error {
 		return vm.bootError("boot", err)
 	}
 	if vm.cfg.OnReady != nil {
-		vm.cfg.OnReady("booted", time.Since(start))
+		vm.cfg.OnReady(false, time.Since(start))
 	}
 	return nil
 }
@@ -235,7 +235,10 @@ func (vm *VM) bootError(what string, err error) error {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, client.ErrTimeout) {
 		err = fmt.Errorf("no agent after %s", BootTimeout)
 	}
-	return vm.withTail(fmt.Errorf("%s %s: %w: %w", what, vm.cfg.Name, ErrBootFailed, err))
+	if errors.Is(err, qemu.ErrExited) && vm.console.Empty() {
+		err = fmt.Errorf("%w; the console stayed empty", err)
+	}
+	return vm.guestError(fmt.Errorf("%s %s: %w: %w", what, vm.cfg.Name, ErrBootFailed, err))
 }
 
 // start launches QEMU for vm.shape (restoring from incoming when set) and
@@ -296,8 +299,8 @@ func (vm *VM) start(ctx context.Context, incoming *os.File) error {
 	}()
 	sess, err := client.Open(sctx, conn, vm.tracer())
 	if err != nil {
-		if exited(proc) {
-			return fmt.Errorf("QEMU exited: %v", proc.Err())
+		if exit := proc.Exit(); exit != nil {
+			return exit
 		}
 		return err
 	}
@@ -305,15 +308,6 @@ func (vm *VM) start(ctx context.Context, incoming *os.File) error {
 	vm.sess = sess
 	vm.mu.Unlock()
 	return nil
-}
-
-func exited(p *qemu.Process) bool {
-	select {
-	case <-p.Done():
-		return true
-	default:
-		return false
-	}
 }
 
 // watch marks the VM dead when QEMU exits by itself.
@@ -324,14 +318,14 @@ func (vm *VM) watch(proc *qemu.Process) {
 	vm.mu.Unlock()
 	if mine {
 		if vm.cfg.Log != nil {
-			fmt.Fprintf(vm.cfg.Log, "[%s] QEMU exited: %v\n", vm.cfg.Name, proc.Err())
+			fmt.Fprintf(vm.cfg.Log, "[%s] %v\n", vm.cfg.Name, proc.Exit())
 		}
 		vm.stop(StateDead)
 	}
 }
 
 // stop moves the VM to a final state and releases what it holds.
-func (vm *VM) stop(state string) {
+func (vm *VM) stop(state State) {
 	vm.mu.Lock()
 	if vm.state == StateRunning || vm.state == StateCreated {
 		vm.state = state

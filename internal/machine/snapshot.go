@@ -22,7 +22,7 @@ func (vm *VM) Snapshot(ctx context.Context, path string) (Shape, error) {
 		return Shape{}, fmt.Errorf("snapshot %s: %w (state: %s)", vm.cfg.Name, ErrState, state)
 	}
 	if err := sess.Quiesce(ctx); err != nil {
-		return Shape{}, vm.withTail(fmt.Errorf("snapshot %s: quiesce agent: %w", vm.cfg.Name, err))
+		return Shape{}, vm.guestError(fmt.Errorf("snapshot %s: quiesce agent: %w", vm.cfg.Name, err))
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".snapshot-*")
 	if err != nil {
@@ -31,7 +31,7 @@ func (vm *VM) Snapshot(ctx context.Context, path string) (Shape, error) {
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
 	if err := proc.SaveSnapshot(ctx, tmp); err != nil {
-		return Shape{}, vm.withTail(fmt.Errorf("snapshot %s: %w", vm.cfg.Name, err))
+		return Shape{}, vm.guestError(fmt.Errorf("snapshot %s: %w", vm.cfg.Name, err))
 	}
 	if err := tmp.Sync(); err != nil {
 		return Shape{}, fmt.Errorf("snapshot %s: %w", vm.cfg.Name, err)
@@ -95,7 +95,7 @@ func Resume(ctx context.Context, cfg Config, snapshot string, shape Shape) (*VM,
 		return nil, vm.bootError("resume", err)
 	}
 	if cfg.OnReady != nil {
-		cfg.OnReady("resumed", time.Since(start))
+		cfg.OnReady(true, time.Since(start))
 	}
 	return vm, nil
 }

@@ -95,7 +95,7 @@ func (t *serialTransport) connect(ctx context.Context, proc *qemu.Process) (net.
 		}
 		return r.c, nil
 	case <-proc.Done():
-		return nil, fmt.Errorf("QEMU exited: %v", proc.Err())
+		return nil, proc.Exit()
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
@@ -127,7 +127,7 @@ func (t *vsockTransport) connect(ctx context.Context, proc *qemu.Process) (net.C
 		}
 		select {
 		case <-proc.Done():
-			return nil, fmt.Errorf("QEMU exited: %v", proc.Err())
+			return nil, proc.Exit()
 		case <-ctx.Done():
 			return nil, fmt.Errorf("vsock cid %d port %d: %w (last: %v)", t.cid, vsockPort, ctx.Err(), err)
 		case <-time.After(20 * time.Millisecond):

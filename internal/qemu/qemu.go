@@ -31,8 +31,9 @@ import (
 )
 
 var (
-	// ErrExited means QEMU is no longer running.
-	ErrExited = errors.New("qemu exited")
+	// ErrExited means QEMU is no longer running; the error that wraps it
+	// is an *ExitError.
+	ErrExited = errors.New("QEMU exited")
 	// ErrMigration means saving or loading a snapshot failed.
 	ErrMigration = errors.New("snapshot migration failed")
 )
@@ -102,8 +103,43 @@ type Process struct {
 	stderr  *tail
 
 	done chan struct{}
-	err  error // valid once done is closed
+	exit *ExitError // set before done is closed
 }
+
+// ExitError is the end of a QEMU process: how it exited and the last of
+// what it wrote on its standard streams.
+type ExitError struct {
+	State  *os.ProcessState // nil when waiting for it failed
+	Stderr string           // trimmed, at most 8 KiB
+	Err    error            // why waiting failed, when State is nil
+}
+
+func (e *ExitError) Error() string {
+	var msg string
+	switch {
+	case e.State == nil:
+		msg = fmt.Sprintf("QEMU exited (%v)", e.Err)
+	case e.State.Success():
+		// With -no-reboot a guest that powers off, reboots or
+		// triple-faults ends QEMU this way, and so does a kernel panic
+		// (panic=-1 reboots at once).
+		msg = "QEMU exited with status 0 (the guest powered off, rebooted, panicked or reset)"
+	case e.State.ExitCode() >= 0:
+		msg = fmt.Sprintf("QEMU exited with status %d", e.State.ExitCode())
+	default:
+		msg = "QEMU was killed (" + e.State.String() + ")"
+	}
+	if e.Stderr != "" {
+		msg += ": " + e.Stderr
+	}
+	return msg
+}
+
+// Is makes every ExitError an ErrExited.
+func (e *ExitError) Is(target error) bool { return target == ErrExited }
+
+// Clean reports whether QEMU exited with status 0.
+func (e *ExitError) Clean() bool { return e.State != nil && e.State.Success() }
 
 // Start starts QEMU and connects to its QMP monitor. ctx bounds the start
 // only: once Start has returned, QEMU runs until Kill, Quit, its own exit,
@@ -184,15 +220,11 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 		werr := <-exited
 		qmpHost.Close() // ends the QMP client too
 		<-consoleDone
-		if werr != nil {
-			msg := stderr.String()
-			if msg != "" {
-				werr = fmt.Errorf("%w: %v: %s", ErrExited, werr, msg)
-			} else {
-				werr = fmt.Errorf("%w: %v", ErrExited, werr)
-			}
+		exit := &ExitError{State: cmd.ProcessState, Stderr: stderr.String()}
+		if exit.State == nil {
+			exit.Err = werr
 		}
-		p.err = werr
+		p.exit = exit
 		close(p.done)
 	}()
 
@@ -202,8 +234,8 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 	if err != nil {
 		p.Kill()
 		<-p.done
-		if p.err != nil && ctx.Err() == nil {
-			err = p.err // QEMU's own complaint says more
+		if ctx.Err() == nil {
+			err = p.exit // QEMU's own complaint says more
 		}
 		return nil, fmt.Errorf("qemu: connect to QMP: %w\ncommand: %s", err, p.cmdline)
 	}
@@ -218,20 +250,20 @@ func (p *Process) CommandLine() string { return p.cmdline }
 // Done is closed when QEMU has exited and its console is drained.
 func (p *Process) Done() <-chan struct{} { return p.done }
 
-// Err is QEMU's exit status once Done is closed: nil for a clean exit.
-func (p *Process) Err() error {
+// Exit is how QEMU ended, nil while it runs.
+func (p *Process) Exit() *ExitError {
 	select {
 	case <-p.done:
-		return p.err
+		return p.exit
 	default:
 		return nil
 	}
 }
 
-// Wait waits for QEMU to exit and returns Err.
-func (p *Process) Wait() error {
+// Wait waits for QEMU to exit and returns how it did.
+func (p *Process) Wait() *ExitError {
 	<-p.done
-	return p.err
+	return p.exit
 }
 
 // Kill kills QEMU at once. It is safe to call at any time, more than once.
@@ -267,12 +299,9 @@ func (p *Process) QMP(ctx context.Context, cmd string, args any) (json.RawMessag
 	return ret, err
 }
 
-func (p *Process) exitErr() error {
-	if p.err != nil {
-		return p.err
-	}
-	return ErrExited
-}
+// exitErr is the error of an operation QEMU's exit cut short; call it
+// once done is closed.
+func (p *Process) exitErr() error { return p.exit }
 
 // Subscribe returns QEMU's asynchronous events from now on (SHUTDOWN,
 // GUEST_PANICKED, ...) and a function that ends the subscription; see

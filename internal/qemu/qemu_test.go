@@ -72,7 +72,7 @@ func (w *watcher) wait(t *testing.T, p *Process, d time.Duration) {
 	select {
 	case <-w.found:
 	case <-p.Done():
-		t.Fatalf("QEMU exited before %q: %v\nconsole:\n%s", w.want, p.Err(), w.String())
+		t.Fatalf("QEMU exited before %q: %v\nconsole:\n%s", w.want, p.Exit(), w.String())
 	case <-time.After(d):
 		t.Fatalf("no %q on the console after %v\nconsole:\n%s", w.want, d, w.String())
 	}
@@ -171,8 +171,8 @@ func TestBootSnapshotRestore(t *testing.T) {
 	if err := q.Quit(ctx); err != nil {
 		t.Errorf("Quit: %v", err)
 	}
-	if err := q.Err(); err != nil {
-		t.Errorf("exit status after Quit: %v", err)
+	if exit := q.Exit(); exit == nil || !exit.Clean() {
+		t.Errorf("exit status after Quit: %v", exit)
 	}
 }
 
@@ -286,7 +286,7 @@ func TestThreadChurn(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	select {
 	case <-p.Done():
-		t.Fatalf("QEMU died with unrelated threads: %v", p.Err())
+		t.Fatalf("QEMU died with unrelated threads: %v", p.Exit())
 	default:
 	}
 	if st, err := p.Status(context.Background()); err != nil {

@@ -9,7 +9,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/provium/provium/internal/luaapi"
+	"github.com/provium/provium/internal/printable"
+	"github.com/provium/provium/internal/result"
 )
 
 // Verbosity selects how much Console prints.
@@ -24,9 +25,6 @@ const (
 	// and where the run's logs are (they are all kept).
 	Verbose Verbosity = 1
 )
-
-// ConsoleTail is how many console lines a failure report shows.
-const ConsoleTail = 20
 
 // Console writes the human output of a run. On a terminal it also keeps a
 // live status line at the bottom, which it clears before writing anything
@@ -93,7 +91,7 @@ func (c *Console) redrawLocked() {
 }
 
 // File prints the block of a file that has finished.
-func (c *Console) File(f File) {
+func (c *Console) File(f *result.File) {
 	if c.v == Quiet && !f.Failed() {
 		return
 	}
@@ -106,7 +104,7 @@ func (c *Console) File(f File) {
 
 // Finish removes the status line and prints the end of the run: the logs of
 // failed files, notes on files that did not run, and the summary line.
-func (c *Console) Finish(s Summary, files []File) {
+func (c *Console) Finish(s result.Summary, files []*result.File) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.clearStatusLocked()
@@ -123,12 +121,12 @@ func (c *Console) Finish(s Summary, files []File) {
 	if c.v == Verbose && s.RunDir != "" {
 		fmt.Fprintf(c.w, "Logs: %s\n", s.RunDir)
 	}
-	fmt.Fprintf(c.w, "\n%s\n", s)
+	fmt.Fprintf(c.w, "\n%s\n", SummaryLine(s))
 }
 
-// String is the last line of a run: "ok: N passed, M failed" or "FAIL: ...",
-// with ", K skipped" when files were skipped.
-func (s Summary) String() string {
+// SummaryLine is the last line of a run: "ok: N passed, M failed" or
+// "FAIL: ...", with ", K skipped" when files were skipped.
+func SummaryLine(s result.Summary) string {
 	verdict := "ok"
 	if !s.OK() {
 		verdict = "FAIL"
@@ -141,8 +139,8 @@ func (s Summary) String() string {
 }
 
 // writeFailedLogs lists the kept logs of failed files, names aligned.
-func writeFailedLogs(w io.Writer, files []File) {
-	var failed []File
+func writeFailedLogs(w io.Writer, files []*result.File) {
+	var failed []*result.File
 	width := 0
 	for _, f := range files {
 		if f.Failed() && f.Log != "" {
@@ -160,31 +158,34 @@ func writeFailedLogs(w io.Writer, files []File) {
 }
 
 // WriteBlock writes the report of one file as the console shows it; the
-// runner also appends it to the file's log.
-func WriteBlock(w io.Writer, f File, v Verbosity) {
-	r := f.Result
-	fmt.Fprintf(w, "  %s ... %s\n", f.Path, headline(r))
-	if r.Status != luaapi.Failed && v < Verbose {
+// runner also appends it to the file's log. Everything of the guest's is
+// made printable on the way: messages carry its output too.
+func WriteBlock(w io.Writer, f *result.File, v Verbosity) {
+	fmt.Fprintf(w, "  %s ... %s\n", f.Path, headline(f))
+	if f.Status != result.Failed && v < Verbose {
 		return
 	}
-	for _, st := range r.Subtests {
+	for _, st := range f.Subtests {
 		writeSubtest(w, st, v)
 	}
-	if r.Failure != nil {
-		writeMessage(w, "    FAIL: ", bareMessage(r.Failure))
-		writeFailureDetail(w, r.Failure)
+	if f.Failure != nil {
+		writeMessage(w, "    FAIL: ", f.Failure.Message)
+		writeFailureDetail(w, f.Failure)
+	}
+	if f.Failed() && f.Console != nil {
+		writeConsole(w, f.Console.Console)
 	}
 }
 
 // headline is what follows "path ... ": "ok (86 tests, 4.3s)", "FAIL (3.2s)".
-func headline(r *luaapi.Result) string {
+func headline(r *result.File) string {
 	d := seconds(r.Duration)
 	switch r.Status {
-	case luaapi.Failed:
+	case result.Failed:
 		return "FAIL (" + d + ")"
-	case luaapi.Skipped:
+	case result.Skipped:
 		if r.Reason != "" {
-			return "todo: " + r.Reason + " (" + d + ")"
+			return "todo: " + printable.Line(r.Reason) + " (" + d + ")"
 		}
 		return "todo (" + d + ")"
 	}
@@ -193,7 +194,7 @@ func headline(r *luaapi.Result) string {
 	}
 	todo := 0
 	for _, st := range r.Subtests {
-		if st.Status == luaapi.Skipped {
+		if st.Status == result.Skipped {
 			todo++
 		}
 	}
@@ -204,23 +205,23 @@ func headline(r *luaapi.Result) string {
 	return "ok (" + counts + ", " + d + ")"
 }
 
-func writeSubtest(w io.Writer, st luaapi.Subtest, v Verbosity) {
-	prefix := "    · " + st.Name + " ... "
+func writeSubtest(w io.Writer, st result.Subtest, v Verbosity) {
+	prefix := "    · " + printable.Line(st.Name) + " ... "
 	switch st.Status {
-	case luaapi.Failed:
+	case result.Failed:
 		msg := "failed"
 		if st.Failure != nil {
-			msg = bareMessage(st.Failure)
+			msg = st.Failure.Message
 		}
 		writeMessage(w, prefix+"FAIL: ", msg)
 		if st.Failure != nil {
 			writeFailureDetail(w, st.Failure)
 		}
 		return
-	case luaapi.Skipped:
+	case result.Skipped:
 		prefix += "todo"
 		if st.Reason != "" {
-			prefix += ": " + st.Reason
+			prefix += ": " + printable.Line(st.Reason)
 		}
 	default:
 		prefix += "ok"
@@ -234,7 +235,7 @@ func writeSubtest(w io.Writer, st luaapi.Subtest, v Verbosity) {
 // writeMessage writes a possibly multi-line message after prefix, later
 // lines indented under it.
 func writeMessage(w io.Writer, prefix, msg string) {
-	first, rest, _ := strings.Cut(strings.TrimRight(msg, "\n"), "\n")
+	first, rest, _ := strings.Cut(strings.TrimRight(printable.Text(msg), "\n"), "\n")
 	fmt.Fprintln(w, prefix+first)
 	if rest != "" {
 		writeIndented(w, "      ", rest)
@@ -242,15 +243,24 @@ func writeMessage(w io.Writer, prefix, msg string) {
 }
 
 // writeFailureDetail writes the traceback and the console tail of a failure.
-func writeFailureDetail(w io.Writer, f *luaapi.Failure) {
+func writeFailureDetail(w io.Writer, f *result.Failure) {
 	if tb := strings.TrimRight(f.Traceback, "\n"); tb != "" {
-		writeIndented(w, "      ", tb)
+		writeIndented(w, "      ", printable.Text(tb))
 	}
-	if tail := consoleTail(f.Console); len(tail) > 0 {
-		fmt.Fprintf(w, "    --- console (last %d lines) ---\n", ConsoleTail)
-		for _, l := range tail {
-			fmt.Fprintln(w, "    "+sanitize(l))
-		}
+	if f.Guest != nil {
+		writeConsole(w, f.Guest.Console)
+	}
+}
+
+// writeConsole writes a console tail the way the console report shows one.
+func writeConsole(w io.Writer, lines []string) {
+	tail := result.Tail(lines)
+	if len(tail) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "    "+result.TailHeader(len(tail)))
+	for _, l := range tail {
+		fmt.Fprintln(w, "    "+printable.Line(l))
 	}
 }
 
@@ -258,45 +268,6 @@ func writeIndented(w io.Writer, indent, text string) {
 	for l := range strings.SplitSeq(text, "\n") {
 		fmt.Fprintln(w, indent+l)
 	}
-}
-
-// bareMessage is a failure's message without the console tail that errors
-// about a VM carry: the report prints the tail once, from f.Console.
-func bareMessage(f *luaapi.Failure) string {
-	if len(f.Console) == 0 {
-		return f.Message
-	}
-	if i := strings.Index(f.Message, "\n--- console (last "); i >= 0 {
-		return f.Message[:i]
-	}
-	return f.Message
-}
-
-func consoleTail(lines []string) []string {
-	return lines[max(0, len(lines)-ConsoleTail):]
-}
-
-// sanitize makes a guest console line safe to print: the guest is
-// untrusted, and its escape sequences must not drive the user's terminal.
-func sanitize(s string) string {
-	if !strings.ContainsFunc(s, isControl) {
-		return s
-	}
-	var b strings.Builder
-	for _, r := range s {
-		switch {
-		case r == '\r':
-		case isControl(r):
-			fmt.Fprintf(&b, "\\x%02x", r)
-		default:
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
-}
-
-func isControl(r rune) bool {
-	return (r < 0x20 && r != '\t') || r == 0x7f
 }
 
 // seconds formats a duration as the console shows it: "2.1s".

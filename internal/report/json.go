@@ -5,6 +5,8 @@ import (
 	"io"
 	"sync"
 	"time"
+
+	"github.com/provium/provium/internal/result"
 )
 
 // JSON writes events as JSON lines, one object per line. It is safe for
@@ -24,7 +26,7 @@ func NewJSON(w io.Writer) *JSON {
 }
 
 // Emit writes e, stamping its time if unset and its Seconds from Duration.
-func (j *JSON) Emit(e Event) {
+func (j *JSON) Emit(e result.Event) {
 	if e.Time.IsZero() {
 		e.Time = j.now()
 	}

@@ -10,7 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/provium/provium/internal/luaapi"
+	"github.com/provium/provium/internal/printable"
+	"github.com/provium/provium/internal/result"
 )
 
 // The JUnit XML shapes, as the schema CI systems share (Jenkins' junit-10.xsd,
@@ -36,6 +37,7 @@ type (
 		Timestamp string      `xml:"timestamp,attr,omitempty"`
 		Hostname  string      `xml:"hostname,attr,omitempty"`
 		Cases     []junitCase `xml:"testcase"`
+		SystemOut string      `xml:"system-out,omitempty"`
 	}
 	junitCase struct {
 		Name      string        `xml:"name,attr"`
@@ -59,18 +61,18 @@ type (
 // testcase named after the file, and so is an error outside any sub-test.
 // Every testcase's classname is the file path, so reports written by the
 // shards of one suite merge without clashes. Suites are sorted by path.
-func WriteJUnit(w io.Writer, files []File) error {
+func WriteJUnit(w io.Writer, files []*result.File) error {
 	host, _ := os.Hostname()
 	doc := junitSuites{Name: "provium"}
 	var total time.Duration
-	for _, f := range slices.SortedStableFunc(slices.Values(files), func(a, b File) int {
+	for _, f := range slices.SortedStableFunc(slices.Values(files), func(a, b *result.File) int {
 		return cmp.Compare(a.Path, b.Path)
 	}) {
 		s := junitSuiteOf(f)
 		s.Hostname = host
 		doc.Tests += s.Tests
 		doc.Failures += s.Failures
-		total += f.Result.Duration
+		total += f.Duration
 		doc.Suites = append(doc.Suites, s)
 	}
 	doc.Time = junitTime(total)
@@ -89,13 +91,12 @@ func WriteJUnit(w io.Writer, files []File) error {
 	return nil
 }
 
-func junitSuiteOf(f File) junitSuite {
-	r := f.Result
-	s := junitSuite{Name: f.Path, Time: junitTime(r.Duration)}
-	if !f.Started.IsZero() {
+func junitSuiteOf(r *result.File) junitSuite {
+	s := junitSuite{Name: r.Path, Time: junitTime(r.Duration)}
+	if !r.Started.IsZero() {
 		// The schema's timestamp has no zone; UTC keeps shards on
 		// machines in different zones comparable.
-		s.Timestamp = f.Started.UTC().Format("2006-01-02T15:04:05")
+		s.Timestamp = r.Started.UTC().Format("2006-01-02T15:04:05")
 	}
 	add := func(c junitCase) {
 		s.Tests++
@@ -109,18 +110,25 @@ func junitSuiteOf(f File) junitSuite {
 	}
 	var subtime time.Duration
 	for _, st := range r.Subtests {
-		c := junitCase{Name: st.Name, Classname: f.Path, Time: junitTime(st.Duration)}
+		c := junitCase{Name: st.Name, Classname: r.Path, Time: junitTime(st.Duration)}
 		switch st.Status {
-		case luaapi.Failed:
+		case result.Failed:
 			c.Failure = junitFailureOf(st.Failure)
-		case luaapi.Skipped:
+		case result.Skipped:
 			c.Skipped = &junitSkipped{Message: st.Reason}
 		}
 		subtime += st.Duration
 		add(c)
 	}
-	if c, ok := fileCase(f, r.Duration-subtime); ok {
+	if c, ok := fileCase(r, r.Duration-subtime); ok {
 		add(c)
+	}
+	if r.Failed() && r.Console != nil {
+		// Failures the guest had no part in, explained once for the
+		// whole file, as the console report does.
+		var b strings.Builder
+		junitConsole(&b, r.Console.Console)
+		s.SystemOut = b.String()
 	}
 	return s
 }
@@ -129,48 +137,52 @@ func junitSuiteOf(f File) junitSuite {
 // sub-tests, else what happened outside them when that failed the file or
 // skipped the rest of it. A file whose failures are all in its sub-tests
 // needs none.
-func fileCase(f File, outside time.Duration) (junitCase, bool) {
-	r := f.Result
-	c := junitCase{Name: f.Path, Classname: f.Path, Time: junitTime(max(outside, 0))}
+func fileCase(r *result.File, outside time.Duration) (junitCase, bool) {
+	c := junitCase{Name: r.Path, Classname: r.Path, Time: junitTime(max(outside, 0))}
 	switch {
 	case r.Failure != nil:
 		c.Failure = junitFailureOf(r.Failure)
-	case r.Status == luaapi.Failed && !slices.ContainsFunc(r.Subtests, subtestFailed):
+	case r.Status == result.Failed && !slices.ContainsFunc(r.Subtests, subtestFailed):
 		c.Failure = junitFailureOf(nil)
-	case r.Status == luaapi.Skipped:
+	case r.Status == result.Skipped:
 		c.Skipped = &junitSkipped{Message: cmp.Or(r.Reason, "todo")}
 	}
 	return c, len(r.Subtests) == 0 || c.Failure != nil || c.Skipped != nil
 }
 
-func subtestFailed(st luaapi.Subtest) bool { return st.Status == luaapi.Failed }
+func subtestFailed(st result.Subtest) bool { return st.Status == result.Failed }
 
 // junitFailureOf carries the message in the attribute (its first line, as
 // CI systems show it in one line) and the whole report in the body.
-func junitFailureOf(f *luaapi.Failure) *junitFailure {
+func junitFailureOf(f *result.Failure) *junitFailure {
 	if f == nil {
 		return &junitFailure{Message: "failed", Type: "failure"}
 	}
-	msg := bareMessage(f)
+	// Escaped as on the console: encoding/xml would otherwise replace
+	// the guest's control bytes, which XML cannot hold.
+	msg := printable.Text(f.Message)
 	first, _, _ := strings.Cut(msg, "\n")
 	var b strings.Builder
 	b.WriteString(strings.TrimRight(msg, "\n"))
 	if tb := strings.TrimRight(f.Traceback, "\n"); tb != "" {
 		b.WriteString("\n\n" + tb)
 	}
-	if tail := consoleTail(f.Console); len(tail) > 0 {
-		fmt.Fprintf(&b, "\n\n--- console (last %d lines) ---\n", ConsoleTail)
-		// Escaped as on the console; encoding/xml would otherwise
-		// replace the guest's control bytes, which XML cannot hold.
-		for i, l := range tail {
-			if i > 0 {
-				b.WriteString("\n")
-			}
-			b.WriteString(sanitize(l))
-		}
+	if f.Guest != nil && len(f.Guest.Console) > 0 {
+		b.WriteString("\n\n")
+		junitConsole(&b, f.Guest.Console)
 	}
 	b.WriteString("\n")
 	return &junitFailure{Message: first, Type: "failure", Body: b.String()}
+}
+
+// junitConsole writes a console tail the way JUnit output shows one.
+func junitConsole(b *strings.Builder, lines []string) {
+	tail := result.Tail(lines)
+	b.WriteString(result.TailHeader(len(tail)))
+	for _, l := range tail {
+		b.WriteString("\n")
+		b.WriteString(printable.Line(l))
+	}
 }
 
 func junitTime(d time.Duration) string {

@@ -4,59 +4,60 @@ import (
 	"bytes"
 	"encoding/json"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/provium/provium/internal/luaapi"
+	"github.com/provium/provium/internal/result"
 )
 
 // The files of a small run: one passing without sub-tests, one passing with
 // sub-tests, one failing in a sub-test, one failing outside any sub-test,
 // one skipped.
-func sampleFiles() []File {
+func sampleFiles() []*result.File {
 	started := time.Date(2026, 11, 27, 6, 20, 0, 0, time.UTC)
 	console := make([]string, 25)
 	for i := range console {
 		console[i] = fmt.Sprintf("[    %d.0] line %d", i, i)
 	}
-	return []File{
-		{Path: "tests/boot.lua", Started: started, Result: &luaapi.Result{
-			Status: luaapi.Passed, Duration: 2100 * time.Millisecond, Touched: true,
-		}},
-		{Path: "tests/token.lua", Started: started, Result: &luaapi.Result{
-			Status: luaapi.Passed, Duration: 4300 * time.Millisecond, Touched: true,
-			Subtests: []luaapi.Subtest{
-				{Name: "mint", Status: luaapi.Passed, Duration: time.Second},
-				{Name: "revoke", Status: luaapi.Skipped, Reason: "needs 6.9"},
-				{Name: "expire", Status: luaapi.Passed, Duration: 2 * time.Second},
+	return []*result.File{
+		{Path: "tests/boot.lua", Started: started,
+			Status: result.Passed, Duration: 2100 * time.Millisecond, Touched: true,
+		},
+		{Path: "tests/token.lua", Started: started,
+			Status: result.Passed, Duration: 4300 * time.Millisecond, Touched: true,
+			Subtests: []result.Subtest{
+				{Name: "mint", Status: result.Passed, Duration: time.Second},
+				{Name: "revoke", Status: result.Skipped, Reason: "needs 6.9"},
+				{Name: "expire", Status: result.Passed, Duration: 2 * time.Second},
 			},
-		}},
-		{Path: "tests/access.lua", Started: started, Log: "/tmp/provium-runs/run-x/tests_access.lua.log", Result: &luaapi.Result{
-			Status: luaapi.Failed, Duration: 3200 * time.Millisecond, Touched: true,
-			Subtests: []luaapi.Subtest{
-				{Name: "basic_allow", Status: luaapi.Passed, Duration: time.Second},
-				{Name: "deny_first", Status: luaapi.Failed, Duration: 2 * time.Second, Failure: &luaapi.Failure{
+		},
+		{Path: "tests/access.lua", Started: started, Log: "/tmp/provium-runs/run-x/tests_access.lua.log",
+			Status: result.Failed, Duration: 3200 * time.Millisecond, Touched: true,
+			Subtests: []result.Subtest{
+				{Name: "basic_allow", Status: result.Passed, Duration: time.Second},
+				{Name: "deny_first", Status: result.Failed, Duration: 2 * time.Second, Failure: &result.Failure{
 					Message:   "tests/access.lua:12: expected 0, got -13",
 					Location:  "tests/access.lua:12",
 					Traceback: "stack traceback:\n\ttests/access.lua:12: in function <tests/access.lua:10>",
-					Console:   console,
-					VM:        "minimal#1",
 				}},
 			},
-		}},
-		{Path: "tests/crash.lua", Started: started, Log: "/tmp/provium-runs/run-x/tests_crash.lua.log", Result: &luaapi.Result{
-			Status: luaapi.Failed, Duration: 500 * time.Millisecond, Touched: true,
-			Failure: &luaapi.Failure{Message: "timed out after 5m0s\nsecond line", Console: []string{"boot\x1b[31m red", "ok\r"}},
-		}},
-		{Path: "tests/later.lua", Started: started, Result: &luaapi.Result{
-			Status: luaapi.Skipped, Reason: "needs a 6.9 kernel", Duration: 100 * time.Millisecond, Touched: true,
-		}},
+			Console: &result.GuestError{VM: "minimal#1", Err: errors.New("deny_first"), Console: console},
+		},
+		{Path: "tests/crash.lua", Started: started, Log: "/tmp/provium-runs/run-x/tests_crash.lua.log",
+			Status: result.Failed, Duration: 500 * time.Millisecond, Touched: true,
+			Failure: &result.Failure{Message: "timed out after 5m0s\nsecond line", Guest: &result.GuestError{
+				VM: "minimal#2", Err: errors.New("timed out"), Console: []string{"boot\x1b[31m red", "ok\r", "bell\a"}}},
+		},
+		{Path: "tests/later.lua", Started: started,
+			Status: result.Skipped, Reason: "needs a 6.9 kernel", Duration: 100 * time.Millisecond, Touched: true,
+		},
 	}
 }
 
-func render(v Verbosity, s Summary) string {
+func render(v Verbosity, s result.Summary) string {
 	var b bytes.Buffer
 	c := NewConsole(&b, v)
 	files := sampleFiles()
@@ -68,7 +69,7 @@ func render(v Verbosity, s Summary) string {
 }
 
 func TestConsoleNormal(t *testing.T) {
-	got := render(Normal, Summary{Passed: 2, Failed: 2, Skipped: 1})
+	got := render(Normal, result.Summary{Passed: 2, Failed: 2, Skipped: 1})
 	want := `  tests/boot.lua ... ok (2.1s)
   tests/token.lua ... ok (3 tests, 1 todo, 4.3s)
   tests/access.lua ... FAIL (3.2s)
@@ -80,9 +81,10 @@ func TestConsoleNormal(t *testing.T) {
 ` + consoleLines(5, 25) + `  tests/crash.lua ... FAIL (0.5s)
     FAIL: timed out after 5m0s
       second line
-    --- console (last 20 lines) ---
-    boot\x1b[31m red
+    --- console (last 3 lines) ---
+    boot red
     ok
+    bell\x07
   tests/later.lua ... todo: needs a 6.9 kernel (0.1s)
 Failed test logs:
   tests/access.lua  → /tmp/provium-runs/run-x/tests_access.lua.log
@@ -104,7 +106,7 @@ func consoleLines(from, to int) string {
 }
 
 func TestConsoleQuiet(t *testing.T) {
-	got := render(Quiet, Summary{Passed: 2, Failed: 2, Skipped: 1})
+	got := render(Quiet, result.Summary{Passed: 2, Failed: 2, Skipped: 1})
 	for _, absent := range []string{"boot.lua ...", "token.lua ...", "later.lua ..."} {
 		if strings.Contains(got, absent) {
 			t.Errorf("quiet output shows a file that did not fail (%q):\n%s", absent, got)
@@ -118,7 +120,7 @@ func TestConsoleQuiet(t *testing.T) {
 }
 
 func TestConsoleVerbose(t *testing.T) {
-	got := render(Verbose, Summary{Passed: 2, Failed: 2, Skipped: 1, RunDir: "/tmp/provium-runs/run-x"})
+	got := render(Verbose, result.Summary{Passed: 2, Failed: 2, Skipped: 1, RunDir: "/tmp/provium-runs/run-x"})
 	for _, present := range []string{
 		"  tests/token.lua ... ok (3 tests, 1 todo, 4.3s)\n    · mint ... ok (1.0s)\n    · revoke ... todo: needs 6.9 (0.0s)\n    · expire ... ok (2.0s)\n",
 		"    · basic_allow ... ok (1.0s)\n",
@@ -132,17 +134,17 @@ func TestConsoleVerbose(t *testing.T) {
 
 func TestSummaryLine(t *testing.T) {
 	tests := []struct {
-		s    Summary
+		s    result.Summary
 		want string
 	}{
-		{Summary{Passed: 3}, "ok: 3 passed, 0 failed"},
-		{Summary{Passed: 2, Failed: 1}, "FAIL: 2 passed, 1 failed"},
-		{Summary{Passed: 2, Skipped: 1}, "ok: 2 passed, 0 failed, 1 skipped"},
-		{Summary{Passed: 2, Interrupted: true}, "FAIL: 2 passed, 0 failed"},
-		{Summary{}, "ok: 0 passed, 0 failed"},
+		{result.Summary{Passed: 3}, "ok: 3 passed, 0 failed"},
+		{result.Summary{Passed: 2, Failed: 1}, "FAIL: 2 passed, 1 failed"},
+		{result.Summary{Passed: 2, Skipped: 1}, "ok: 2 passed, 0 failed, 1 skipped"},
+		{result.Summary{Passed: 2, Interrupted: true}, "FAIL: 2 passed, 0 failed"},
+		{result.Summary{}, "ok: 0 passed, 0 failed"},
 	}
 	for _, tt := range tests {
-		if got := tt.s.String(); got != tt.want {
+		if got := SummaryLine(tt.s); got != tt.want {
 			t.Errorf("%+v: %q, want %q", tt.s, got, tt.want)
 		}
 	}
@@ -150,12 +152,12 @@ func TestSummaryLine(t *testing.T) {
 
 func TestFinishNotes(t *testing.T) {
 	tests := []struct {
-		s    Summary
+		s    result.Summary
 		want string
 	}{
-		{Summary{Passed: 1, Failed: 1, NotRun: 3}, "stopped after the first failure: 3 files not run\n\nFAIL: 1 passed, 1 failed\n"},
-		{Summary{Passed: 1, NotRun: 1, Interrupted: true}, "interrupted: 1 file did not finish\n\nFAIL: 1 passed, 0 failed\n"},
-		{Summary{Passed: 1, Interrupted: true}, "interrupted\n\nFAIL: 1 passed, 0 failed\n"},
+		{result.Summary{Passed: 1, Failed: 1, NotRun: 3}, "stopped after the first failure: 3 files not run\n\nFAIL: 1 passed, 1 failed\n"},
+		{result.Summary{Passed: 1, NotRun: 1, Interrupted: true}, "interrupted: 1 file did not finish\n\nFAIL: 1 passed, 0 failed\n"},
+		{result.Summary{Passed: 1, Interrupted: true}, "interrupted\n\nFAIL: 1 passed, 0 failed\n"},
 	}
 	for _, tt := range tests {
 		var b bytes.Buffer
@@ -181,7 +183,7 @@ func TestStatusLineOnlyOnTerminal(t *testing.T) {
 	c.Status("1/3 done")
 	c.File(sampleFiles()[0])
 	c.Status("2/3 done")
-	c.Finish(Summary{Passed: 1}, nil)
+	c.Finish(result.Summary{Passed: 1}, nil)
 	want := "\r\x1b[K1/3 done" +
 		"\r\x1b[K  tests/boot.lua ... ok (2.1s)\n1/3 done" +
 		"\r\x1b[K2/3 done" +
@@ -224,6 +226,7 @@ type xTestsuite struct {
 	Timestamp string      `xml:"timestamp,attr"`
 	Hostname  string      `xml:"hostname,attr"`
 	Cases     []xTestcase `xml:"testcase"`
+	SystemOut string      `xml:"system-out"`
 	AnyAttr   []xml.Attr  `xml:",any,attr"`
 }
 
@@ -308,13 +311,23 @@ func TestJUnit(t *testing.T) {
 	if f.Message != "tests/access.lua:12: expected 0, got -13" || f.Type == "" {
 		t.Errorf("failure attributes = %q, %q", f.Message, f.Type)
 	}
-	for _, part := range []string{"stack traceback:", "tests/access.lua:12: in function", "--- console (last 20 lines) ---", "line 24", "line 5\n"} {
+	for _, part := range []string{"stack traceback:", "tests/access.lua:12: in function"} {
 		if !strings.Contains(f.Body, part) {
 			t.Errorf("failure body lacks %q:\n%s", part, f.Body)
 		}
 	}
-	if strings.Contains(f.Body, "line 4\n") {
-		t.Errorf("failure body has more than 20 console lines:\n%s", f.Body)
+	// An assertion is not the guest's doing: its console is the file's,
+	// shown once in the suite's output.
+	if strings.Contains(f.Body, "--- console") {
+		t.Errorf("assertion failure carries a console tail:\n%s", f.Body)
+	}
+	for _, part := range []string{"--- console (last 20 lines) ---", "line 24", "line 5\n"} {
+		if !strings.Contains(access.SystemOut, part) {
+			t.Errorf("suite output lacks %q:\n%s", part, access.SystemOut)
+		}
+	}
+	if strings.Contains(access.SystemOut, "line 4\n") {
+		t.Errorf("suite output has more than 20 console lines:\n%s", access.SystemOut)
 	}
 
 	if later := doc.Suites[3].Cases[0]; len(later.Skipped) != 1 || later.Skipped[0].Message != "needs a 6.9 kernel" {
@@ -325,19 +338,20 @@ func TestJUnit(t *testing.T) {
 	if crash.Name != "tests/crash.lua" || len(crash.Failure) != 1 || crash.Failure[0].Message != "timed out after 5m0s" {
 		t.Errorf("file-level failure testcase = %+v", crash)
 	}
-	// The guest's escape byte cannot be held by XML; it must not break
-	// the document (it parsed above) and the rest of the line survives.
-	if !strings.Contains(crash.Failure[0].Body, `boot\x1b[31m red`) {
+	// The guest's escape sequence cannot be held by XML; it must not
+	// break the document (it parsed above) and the rest of the line
+	// survives.
+	if !strings.Contains(crash.Failure[0].Body, "boot red\nok\nbell\\x07") {
 		t.Errorf("console line lost: %q", crash.Failure[0].Body)
 	}
 }
 
 func TestJUnitFileFailureBesideSubtests(t *testing.T) {
-	files := []File{{Path: "a.lua", Result: &luaapi.Result{
-		Status:   luaapi.Failed,
-		Subtests: []luaapi.Subtest{{Name: "one", Status: luaapi.Passed}},
-		Failure:  &luaapi.Failure{Message: "a.lua:9: boom"},
-	}}}
+	files := []*result.File{{Path: "a.lua",
+		Status:   result.Failed,
+		Subtests: []result.Subtest{{Name: "one", Status: result.Passed}},
+		Failure:  &result.Failure{Message: "a.lua:9: boom"},
+	}}
 	var b bytes.Buffer
 	if err := WriteJUnit(&b, files); err != nil {
 		t.Fatal(err)
@@ -357,9 +371,9 @@ func TestJSONLines(t *testing.T) {
 	j := NewJSON(&b)
 	at := time.Date(2026, 11, 27, 6, 20, 0, 0, time.UTC)
 	j.now = func() time.Time { return at }
-	j.Emit(Event{Kind: KindFileStarted, File: "tests/a.lua"})
-	j.Emit(Event{Kind: KindSubtest, File: "tests/a.lua", Name: "x<y>", Status: "FAIL", Message: "a.lua:3: no", Duration: 1500 * time.Millisecond})
-	j.Emit(Event{Kind: KindRunFinished, Status: "FAIL", Summary: &Summary{Passed: 1, Failed: 1}})
+	j.Emit(result.Event{Kind: result.FileStarted, File: "tests/a.lua"})
+	j.Emit(result.Event{Kind: result.SubtestEnded, File: "tests/a.lua", Name: "x<y>", Status: "FAIL", Message: "a.lua:3: no", Duration: 1500 * time.Millisecond})
+	j.Emit(result.Event{Kind: result.RunFinished, Status: "FAIL", Summary: &result.Summary{Passed: 1, Failed: 1}})
 	if err := j.Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -379,9 +393,9 @@ func TestJSONLines(t *testing.T) {
 			t.Errorf("line %d time = %v", i, m["time"])
 		}
 	}
-	var ev Event
+	var ev result.Event
 	json.Unmarshal([]byte(lines[1]), &ev)
-	if ev.Kind != KindSubtest || ev.Seconds != 1.5 || ev.Status != "FAIL" {
+	if ev.Kind != result.SubtestEnded || ev.Seconds != 1.5 || ev.Status != "FAIL" {
 		t.Errorf("subtest event = %+v", ev)
 	}
 	json.Unmarshal([]byte(lines[2]), &ev)
@@ -390,32 +404,52 @@ func TestJSONLines(t *testing.T) {
 	}
 }
 
-func TestSanitize(t *testing.T) {
-	tests := map[string]string{
-		"plain text":       "plain text",
-		"tab\tkept":        "tab\tkept",
-		"cr dropped\r":     "cr dropped",
-		"\x1b[2Jclear":     `\x1b[2Jclear`,
-		"bell\x07 del\x7f": `bell\x07 del\x7f`,
-		"ünïcode":          "ünïcode",
+// A guest's stderr reaches messages (vm:json puts it there): it must not
+// drive the terminal that shows the report.
+func TestGuestBytesInMessagesArePrintable(t *testing.T) {
+	f := &result.File{Path: "t.lua", Status: result.Failed, Subtests: []result.Subtest{{
+		Name: "json", Status: result.Failed, Failure: &result.Failure{
+			Message:   "t.lua:3: vm:json on minimal#1: \"cat x\" exited with code 1: \x1b]0;pwned\x07\x1b[31mred\x1b[0m\x08",
+			Traceback: "stack traceback:\n\tt.lua:3: in \x1b[2Jmain chunk",
+		}}}}
+	var b bytes.Buffer
+	WriteBlock(&b, f, Normal)
+	out := b.String()
+	if strings.ContainsAny(out, "\x1b\x07\x08") {
+		t.Errorf("control bytes reach the terminal: %q", out)
 	}
-	for in, want := range tests {
-		if got := sanitize(in); got != want {
-			t.Errorf("sanitize(%q) = %q, want %q", in, got, want)
-		}
+	if !strings.Contains(out, `exited with code 1: red\x08`) {
+		t.Errorf("the text around the escapes is lost: %q", out)
+	}
+	var x bytes.Buffer
+	if err := WriteJUnit(&x, []*result.File{f}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.ContainsAny(x.String(), "\x1b\x07\x08") {
+		t.Errorf("control bytes reach the JUnit file: %q", x.String())
 	}
 }
 
-func TestBareMessageDropsEmbeddedTail(t *testing.T) {
-	f := &luaapi.Failure{
-		Message: "t.lua:3: vm:exec on minimal#1: agent connection lost\n--- console (last 2 lines) ---\na\nb",
-		Console: []string{"a", "b"},
+// A console tail that explains failures the guest had no part in is shown
+// once for the file, not under every failed sub-test.
+func TestFileConsoleShownOnce(t *testing.T) {
+	fail := func(name string) result.Subtest {
+		return result.Subtest{Name: name, Status: result.Failed, Failure: &result.Failure{Message: "t.lua:1: expected 1, got 2"}}
 	}
-	if got := bareMessage(f); got != "t.lua:3: vm:exec on minimal#1: agent connection lost" {
-		t.Errorf("got %q", got)
+	f := &result.File{Path: "t.lua", Status: result.Failed,
+		Subtests: []result.Subtest{fail("a"), fail("b"), fail("c")},
+		Console:  &result.GuestError{VM: "minimal#1", Err: errors.New("x"), Console: []string{"booted", "ready"}},
 	}
-	f.Console = nil
-	if got := bareMessage(f); got != f.Message {
-		t.Errorf("without a recorded tail the message must stay whole, got %q", got)
+	var b bytes.Buffer
+	WriteBlock(&b, f, Normal)
+	if n := strings.Count(b.String(), "--- console (last 2 lines) ---"); n != 1 {
+		t.Errorf("console tail shown %d times, want once:\n%s", n, b.String())
+	}
+	// A guest failure shows its own tail where it happened.
+	f.Subtests[1].Failure.Guest = &result.GuestError{VM: "minimal#1", Err: errors.New("gone"), Console: []string{"Oops"}}
+	b.Reset()
+	WriteBlock(&b, f, Normal)
+	if !strings.Contains(b.String(), "--- console (last 1 lines) ---\n    Oops") {
+		t.Errorf("guest failure without its tail:\n%s", b.String())
 	}
 }

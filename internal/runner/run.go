@@ -20,14 +20,14 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/provium/provium/internal/luaapi"
 	"github.com/provium/provium/internal/pool"
 	"github.com/provium/provium/internal/report"
+	"github.com/provium/provium/internal/result"
 )
 
 // Executor runs one test file. It must return soon after ctx ends, with
 // the file's VMs killed.
-type Executor func(ctx context.Context, file string, log io.Writer, emit func(report.Event)) *luaapi.Result
+type Executor func(ctx context.Context, file string, log io.Writer, emit func(result.Event)) *result.File
 
 // DefaultTimeout is how long one file may run.
 const DefaultTimeout = 5 * time.Minute
@@ -47,7 +47,7 @@ type Config struct {
 	KeepLogs bool // keep the logs of passing files too
 
 	Console *report.Console    // human output; nil for none
-	Emit    func(report.Event) // the event stream; nil for none
+	Emit    func(result.Event) // the event stream; nil for none
 	// Status, if set, adds to the live status line (VMs up, pool use).
 	Status func() string
 
@@ -56,8 +56,8 @@ type Config struct {
 
 // Outcome is what a run did.
 type Outcome struct {
-	Files   []report.File // files that finished, in completion order; not helpers
-	Summary report.Summary
+	Files   []*result.File // files that finished, in completion order; not helpers
+	Summary result.Summary
 }
 
 // ExitCode is provium's exit status for the run: 0 all passed, 1 a file
@@ -81,11 +81,11 @@ func Run(ctx context.Context, cfg Config, exec Executor) (*Outcome, error) {
 		cfg.grace = defaultGrace
 	}
 	if cfg.Emit == nil {
-		cfg.Emit = func(report.Event) {}
+		cfg.Emit = func(result.Event) {}
 	}
 	r := &run{cfg: cfg, exec: exec, logs: cfg.RunDir.LogPaths(cfg.Files), start: time.Now()}
 	r.queued = len(cfg.Files)
-	cfg.Emit(report.Event{Kind: report.KindRunStarted, Message: cfg.RunDir.Path})
+	cfg.Emit(result.Event{Kind: result.RunStarted, Message: cfg.RunDir.Path})
 
 	stopStatus := r.showStatus()
 	results := make(chan fileRun)
@@ -119,7 +119,7 @@ func Run(ctx context.Context, cfg Config, exec Executor) (*Outcome, error) {
 	if !s.OK() {
 		status = "FAIL"
 	}
-	cfg.Emit(report.Event{Kind: report.KindRunFinished, Status: status, Duration: s.Duration, Summary: s})
+	cfg.Emit(result.Event{Kind: result.RunFinished, Status: status, Duration: s.Duration, Summary: s})
 	slices.Sort(failed) // completion order varies; the record should not
 	return out, cfg.RunDir.Finish(failed, !s.Interrupted)
 }
@@ -139,7 +139,7 @@ type run struct {
 
 // fileRun is one file's run as the collector sees it.
 type fileRun struct {
-	report.File
+	*result.File
 	helper      bool // passed without a test or a VM: silent
 	interrupted bool // cancelled by the end of the run: not counted
 }
@@ -195,13 +195,13 @@ func (r *run) dispatch(ctx context.Context, results chan<- fileRun) {
 func (r *run) runFile(ctx context.Context, i int) fileRun {
 	path := r.cfg.Files[i]
 	started := time.Now()
-	r.cfg.Emit(report.Event{Kind: report.KindFileStarted, File: path, Time: started})
-	emit := func(e report.Event) {
+	r.cfg.Emit(result.Event{Kind: result.FileStarted, File: path, Time: started})
+	emit := func(e result.Event) {
 		e.File = path // the harness knows the file by its absolute path
 		r.cfg.Emit(e)
 	}
 
-	var res *luaapi.Result
+	var res *result.File
 	logFile, err := os.Create(r.logs[i])
 	if err != nil {
 		res = failure(fmt.Sprintf("cannot create the file's log: %v", err))
@@ -212,11 +212,12 @@ func (r *run) runFile(ctx context.Context, i int) fileRun {
 	if res.Duration == 0 {
 		res.Duration = time.Since(started)
 	}
-	fr := fileRun{File: report.File{Path: path, Result: res, Started: started}}
-	fr.helper = res.Status == luaapi.Passed && !res.Touched && len(res.Subtests) == 0
+	res.Path, res.Started = path, started
+	fr := fileRun{File: res}
+	fr.helper = res.Status == result.Passed && !res.Touched && len(res.Subtests) == 0
 	// Only a failure can be the interrupt's doing; a file that passed
 	// did finish.
-	fr.interrupted = ctx.Err() != nil && res.Status != luaapi.Passed
+	fr.interrupted = ctx.Err() != nil && res.Status != result.Passed
 	if fr.Failed() && !fr.interrupted {
 		r.failed.Store(true) // as soon as known, for --fail-fast
 	}
@@ -226,14 +227,14 @@ func (r *run) runFile(ctx context.Context, i int) fileRun {
 		fmt.Fprintln(logFile, "\n--- result ---")
 		report.WriteBlock(logFile, fr.File, report.Verbose)
 		logFile.Close()
-		if res.Status == luaapi.Failed || r.cfg.KeepLogs {
+		if res.Status == result.Failed || r.cfg.KeepLogs {
 			fr.Log = r.logs[i]
 		} else {
 			os.Remove(r.logs[i])
 		}
 	}
 
-	ev := report.Event{Kind: report.KindFileFinished, File: path, Status: res.Status.String(), Duration: res.Duration, Log: fr.Log}
+	ev := result.Event{Kind: result.FileFinished, File: path, Status: res.Status.String(), Duration: res.Duration, Log: fr.Log}
 	switch {
 	case fr.interrupted:
 		ev.Status, ev.Message = "interrupted", "the run was interrupted"
@@ -241,6 +242,9 @@ func (r *run) runFile(ctx context.Context, i int) fileRun {
 		ev.Message = "no test and no VM: a helper file, not counted"
 	case res.Failure != nil:
 		ev.Message, ev.Location = res.Failure.Message, res.Failure.Location
+		if g := res.Failure.Guest; g != nil {
+			ev.Console = result.Tail(g.Console)
+		}
 	}
 	r.cfg.Emit(ev)
 	return fr
@@ -249,7 +253,7 @@ func (r *run) runFile(ctx context.Context, i int) fileRun {
 // execute calls the executor under the file's timeout and pool scope. It
 // turns a panic into a failure, and gives up on an executor that does not
 // return within the grace period after its context ended.
-func (r *run) execute(ctx context.Context, path string, log io.Writer, emit func(report.Event)) *luaapi.Result {
+func (r *run) execute(ctx context.Context, path string, log io.Writer, emit func(result.Event)) *result.File {
 	fctx, cancel := ctx, context.CancelFunc(func() {})
 	if r.cfg.Timeout > 0 {
 		fctx, cancel = context.WithTimeout(ctx, r.cfg.Timeout)
@@ -258,7 +262,7 @@ func (r *run) execute(ctx context.Context, path string, log io.Writer, emit func
 	fctx, endScope := pool.Scope(fctx)
 	defer endScope() // whatever the file held goes back to the pool
 
-	ch := make(chan *luaapi.Result, 1)
+	ch := make(chan *result.File, 1)
 	go func() {
 		defer func() {
 			if v := recover(); v != nil {
@@ -270,7 +274,7 @@ func (r *run) execute(ctx context.Context, path string, log io.Writer, emit func
 		ch <- r.exec(fctx, path, log, emit)
 	}()
 
-	var res *luaapi.Result
+	var res *result.File
 	select {
 	case res = <-ch:
 	case <-fctx.Done():
@@ -285,7 +289,7 @@ func (r *run) execute(ctx context.Context, path string, log io.Writer, emit func
 	if res == nil {
 		res = failure("internal error: the file produced no result")
 	}
-	if ctx.Err() == nil && fctx.Err() == context.DeadlineExceeded && res.Status != luaapi.Passed {
+	if ctx.Err() == nil && fctx.Err() == context.DeadlineExceeded && res.Status != result.Passed {
 		timedOut(res, r.cfg.Timeout)
 	}
 	return res
@@ -293,11 +297,11 @@ func (r *run) execute(ctx context.Context, path string, log io.Writer, emit func
 
 // timedOut makes res say first that the file ran out of time: what failed
 // when its context ended is a consequence, shown after.
-func timedOut(res *luaapi.Result, d time.Duration) {
+func timedOut(res *result.File, d time.Duration) {
 	msg := fmt.Sprintf("timed out after %v", d)
-	res.Status = luaapi.Failed
+	res.Status = result.Failed
 	if res.Failure == nil {
-		res.Failure = &luaapi.Failure{Message: msg}
+		res.Failure = &result.Failure{Message: msg}
 		return
 	}
 	f := *res.Failure
@@ -305,8 +309,8 @@ func timedOut(res *luaapi.Result, d time.Duration) {
 	res.Failure = &f
 }
 
-func failure(msg string) *luaapi.Result {
-	return &luaapi.Result{Status: luaapi.Failed, Touched: true, Failure: &luaapi.Failure{Message: msg}}
+func failure(msg string) *result.File {
+	return &result.File{Status: result.Failed, Touched: true, Failure: &result.Failure{Message: msg}}
 }
 
 // syncWriter serializes writes to a file's log: the harness writes console

@@ -14,19 +14,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/provium/provium/internal/luaapi"
+	"github.com/provium/provium/internal/result"
 	"github.com/provium/provium/internal/pool"
 	"github.com/provium/provium/internal/report"
 )
 
 var testNow = time.Date(2026, 11, 27, 6, 20, 0, 0, time.UTC)
 
-func passed() *luaapi.Result {
-	return &luaapi.Result{Status: luaapi.Passed, Touched: true, Duration: time.Second}
+func passed() *result.File {
+	return &result.File{Status: result.Passed, Touched: true, Duration: time.Second}
 }
 
-func failed(msg string) *luaapi.Result {
-	return &luaapi.Result{Status: luaapi.Failed, Touched: true, Failure: &luaapi.Failure{Message: msg}}
+func failed(msg string) *result.File {
+	return &result.File{Status: result.Failed, Touched: true, Failure: &result.Failure{Message: msg}}
 }
 
 // fakes runs each file with the function the test gives for it; files
@@ -34,10 +34,10 @@ func failed(msg string) *luaapi.Result {
 type fakes struct {
 	mu   sync.Mutex
 	ran  []string
-	byFn map[string]func(ctx context.Context, log io.Writer, emit func(report.Event)) *luaapi.Result
+	byFn map[string]func(ctx context.Context, log io.Writer, emit func(result.Event)) *result.File
 }
 
-func (f *fakes) exec(ctx context.Context, file string, log io.Writer, emit func(report.Event)) *luaapi.Result {
+func (f *fakes) exec(ctx context.Context, file string, log io.Writer, emit func(result.Event)) *result.File {
 	f.mu.Lock()
 	f.ran = append(f.ran, file)
 	fn := f.byFn[file]
@@ -57,7 +57,7 @@ func (f *fakes) files() []string {
 type harness struct {
 	base    string
 	console bytes.Buffer
-	events  []report.Event
+	events  []result.Event
 	mu      sync.Mutex
 }
 
@@ -77,7 +77,7 @@ func (h *harness) config(t *testing.T, files ...string) Config {
 		Parallel: 1,
 		RunDir:   rd,
 		Console:  report.NewConsole(&h.console, report.Normal),
-		Emit: func(e report.Event) {
+		Emit: func(e result.Event) {
 			h.mu.Lock()
 			h.events = append(h.events, e)
 			h.mu.Unlock()
@@ -91,7 +91,7 @@ func (h *harness) kinds(file string) []string {
 	var kinds []string
 	for _, e := range h.events {
 		if e.File == file {
-			kinds = append(kinds, e.Kind+":"+e.Status)
+			kinds = append(kinds, string(e.Kind)+":"+e.Status)
 		}
 	}
 	return kinds
@@ -107,25 +107,25 @@ func mustRun(t *testing.T, ctx context.Context, cfg Config, exec Executor) *Outc
 }
 
 func TestRunSummaryLogsAndExitCode(t *testing.T) {
-	f := &fakes{byFn: map[string]func(context.Context, io.Writer, func(report.Event)) *luaapi.Result{
-		"tests/bad.lua": func(_ context.Context, log io.Writer, _ func(report.Event)) *luaapi.Result {
+	f := &fakes{byFn: map[string]func(context.Context, io.Writer, func(result.Event)) *result.File{
+		"tests/bad.lua": func(_ context.Context, log io.Writer, _ func(result.Event)) *result.File {
 			io.WriteString(log, "console: kernel panic\n")
 			return failed("tests/bad.lua:3: boom")
 		},
-		"tests/good.lua": func(_ context.Context, log io.Writer, emit func(report.Event)) *luaapi.Result {
+		"tests/good.lua": func(_ context.Context, log io.Writer, emit func(result.Event)) *result.File {
 			io.WriteString(log, "console: all fine\n")
-			emit(report.Event{Kind: report.KindVMBooted, File: "/project/tests/good.lua", Name: "minimal#1"})
+			emit(result.Event{Kind: result.VMBooted, File: "/project/tests/good.lua", Name: "minimal#1"})
 			return passed()
 		},
-		"tests/todo.lua": func(context.Context, io.Writer, func(report.Event)) *luaapi.Result {
-			return &luaapi.Result{Status: luaapi.Skipped, Touched: true}
+		"tests/todo.lua": func(context.Context, io.Writer, func(result.Event)) *result.File {
+			return &result.File{Status: result.Skipped, Touched: true}
 		},
 	}}
 	var h harness
 	cfg := h.config(t, "tests/bad.lua", "tests/good.lua", "tests/todo.lua")
 	out := mustRun(t, context.Background(), cfg, f.exec)
 
-	if got := out.Summary.String(); got != "FAIL: 1 passed, 1 failed, 1 skipped" {
+	if got := report.SummaryLine(out.Summary); got != "FAIL: 1 passed, 1 failed, 1 skipped" {
 		t.Errorf("summary = %q", got)
 	}
 	if out.ExitCode() != 1 {
@@ -174,8 +174,8 @@ func TestRunSummaryLogsAndExitCode(t *testing.T) {
 func TestRunAllPass(t *testing.T) {
 	var h harness
 	out := mustRun(t, context.Background(), h.config(t, "a.lua", "b.lua"), (&fakes{}).exec)
-	if out.ExitCode() != 0 || out.Summary.String() != "ok: 2 passed, 0 failed" {
-		t.Errorf("exit %d, summary %q", out.ExitCode(), out.Summary)
+	if out.ExitCode() != 0 || report.SummaryLine(out.Summary) != "ok: 2 passed, 0 failed" {
+		t.Errorf("exit %d, summary %q", out.ExitCode(), report.SummaryLine(out.Summary))
 	}
 	if strings.Contains(h.console.String(), "Failed test logs") {
 		t.Errorf("failed logs listed for a passing run:\n%s", h.console.String())
@@ -196,14 +196,14 @@ func TestKeepLogs(t *testing.T) {
 }
 
 func TestHelperFilePassesSilently(t *testing.T) {
-	f := &fakes{byFn: map[string]func(context.Context, io.Writer, func(report.Event)) *luaapi.Result{
-		"tests/helpers.lua": func(context.Context, io.Writer, func(report.Event)) *luaapi.Result {
-			return &luaapi.Result{Status: luaapi.Passed, Touched: false}
+	f := &fakes{byFn: map[string]func(context.Context, io.Writer, func(result.Event)) *result.File{
+		"tests/helpers.lua": func(context.Context, io.Writer, func(result.Event)) *result.File {
+			return &result.File{Status: result.Passed, Touched: false}
 		},
 	}}
 	var h harness
 	out := mustRun(t, context.Background(), h.config(t, "tests/boot.lua", "tests/helpers.lua"), f.exec)
-	if got := out.Summary.String(); got != "ok: 1 passed, 0 failed" {
+	if got := report.SummaryLine(out.Summary); got != "ok: 1 passed, 0 failed" {
 		t.Errorf("summary = %q, want the helper not counted", got)
 	}
 	if strings.Contains(h.console.String(), "helpers.lua") {
@@ -215,8 +215,8 @@ func TestHelperFilePassesSilently(t *testing.T) {
 }
 
 func TestFailFast(t *testing.T) {
-	f := &fakes{byFn: map[string]func(context.Context, io.Writer, func(report.Event)) *luaapi.Result{
-		"b.lua": func(context.Context, io.Writer, func(report.Event)) *luaapi.Result { return failed("b.lua:1: no") },
+	f := &fakes{byFn: map[string]func(context.Context, io.Writer, func(result.Event)) *result.File{
+		"b.lua": func(context.Context, io.Writer, func(result.Event)) *result.File { return failed("b.lua:1: no") },
 	}}
 	var h harness
 	cfg := h.config(t, "a.lua", "b.lua", "c.lua", "d.lua")
@@ -236,12 +236,12 @@ func TestFailFast(t *testing.T) {
 
 func TestFailFastLetsRunningFilesFinish(t *testing.T) {
 	bFinished := make(chan struct{})
-	f := &fakes{byFn: map[string]func(context.Context, io.Writer, func(report.Event)) *luaapi.Result{
-		"a.lua": func(context.Context, io.Writer, func(report.Event)) *luaapi.Result {
+	f := &fakes{byFn: map[string]func(context.Context, io.Writer, func(result.Event)) *result.File{
+		"a.lua": func(context.Context, io.Writer, func(result.Event)) *result.File {
 			<-bFinished // a is still running when b fails
 			return passed()
 		},
-		"b.lua": func(context.Context, io.Writer, func(report.Event)) *luaapi.Result {
+		"b.lua": func(context.Context, io.Writer, func(result.Event)) *result.File {
 			return failed("b.lua:1: no")
 		},
 	}}
@@ -250,9 +250,9 @@ func TestFailFastLetsRunningFilesFinish(t *testing.T) {
 	cfg.Parallel = 2
 	cfg.FailFast = true
 	emit := cfg.Emit
-	cfg.Emit = func(e report.Event) {
+	cfg.Emit = func(e result.Event) {
 		emit(e)
-		if e.Kind == report.KindFileFinished && e.File == "b.lua" {
+		if e.Kind == result.FileFinished && e.File == "b.lua" {
 			close(bFinished)
 		}
 	}
@@ -267,8 +267,8 @@ func TestFailFastLetsRunningFilesFinish(t *testing.T) {
 }
 
 func TestTimeoutCancelsHangingFile(t *testing.T) {
-	f := &fakes{byFn: map[string]func(context.Context, io.Writer, func(report.Event)) *luaapi.Result{
-		"hang.lua": func(ctx context.Context, _ io.Writer, _ func(report.Event)) *luaapi.Result {
+	f := &fakes{byFn: map[string]func(context.Context, io.Writer, func(result.Event)) *result.File{
+		"hang.lua": func(ctx context.Context, _ io.Writer, _ func(result.Event)) *result.File {
 			<-ctx.Done() // as the harness does: the VM call fails, the VMs die
 			return failed("hang.lua:5: exec: " + ctx.Err().Error())
 		},
@@ -280,8 +280,8 @@ func TestTimeoutCancelsHangingFile(t *testing.T) {
 	if len(out.Files) != 2 {
 		t.Fatalf("files = %d", len(out.Files))
 	}
-	res := out.Files[0].Result
-	if res.Status != luaapi.Failed || res.Failure.Message != "timed out after 1ms: hang.lua:5: exec: context deadline exceeded" {
+	res := out.Files[0]
+	if res.Status != result.Failed || res.Failure.Message != "timed out after 1ms: hang.lua:5: exec: context deadline exceeded" {
 		t.Errorf("timed-out file: %v %+v", res.Status, res.Failure)
 	}
 	if out.Summary.Failed != 1 || out.Summary.Passed != 1 || out.Summary.Interrupted {
@@ -292,8 +292,8 @@ func TestTimeoutCancelsHangingFile(t *testing.T) {
 func TestFileThatIgnoresCancelIsAbandoned(t *testing.T) {
 	stuck := make(chan struct{})
 	t.Cleanup(func() { close(stuck) })
-	f := &fakes{byFn: map[string]func(context.Context, io.Writer, func(report.Event)) *luaapi.Result{
-		"stuck.lua": func(context.Context, io.Writer, func(report.Event)) *luaapi.Result {
+	f := &fakes{byFn: map[string]func(context.Context, io.Writer, func(result.Event)) *result.File{
+		"stuck.lua": func(context.Context, io.Writer, func(result.Event)) *result.File {
 			<-stuck
 			return passed()
 		},
@@ -303,7 +303,7 @@ func TestFileThatIgnoresCancelIsAbandoned(t *testing.T) {
 	cfg.Timeout = time.Millisecond
 	cfg.grace = time.Millisecond
 	out := mustRun(t, context.Background(), cfg, f.exec)
-	msg := out.Files[0].Result.Failure.Message
+	msg := out.Files[0].Failure.Message
 	if msg != "timed out after 1ms: the file did not stop within 1ms of being cancelled" {
 		t.Errorf("message = %q", msg)
 	}
@@ -311,14 +311,14 @@ func TestFileThatIgnoresCancelIsAbandoned(t *testing.T) {
 
 func TestPanicFailsFileAndReleasesPool(t *testing.T) {
 	p := pool.NewFixed(1024, 0)
-	f := &fakes{byFn: map[string]func(context.Context, io.Writer, func(report.Event)) *luaapi.Result{
-		"crash.lua": func(ctx context.Context, _ io.Writer, _ func(report.Event)) *luaapi.Result {
+	f := &fakes{byFn: map[string]func(context.Context, io.Writer, func(result.Event)) *result.File{
+		"crash.lua": func(ctx context.Context, _ io.Writer, _ func(result.Event)) *result.File {
 			if _, err := p.Acquire(ctx, 1024, 1); err != nil {
 				t.Error(err)
 			}
 			panic("nil map")
 		},
-		"after.lua": func(ctx context.Context, _ io.Writer, _ func(report.Event)) *luaapi.Result {
+		"after.lua": func(ctx context.Context, _ io.Writer, _ func(result.Event)) *result.File {
 			// Would wait forever if crash.lua's memory were not back.
 			release, err := p.Acquire(ctx, 1024, 1)
 			if err != nil {
@@ -330,13 +330,13 @@ func TestPanicFailsFileAndReleasesPool(t *testing.T) {
 	}}
 	var h harness
 	out := mustRun(t, context.Background(), h.config(t, "crash.lua", "after.lua"), f.exec)
-	crash := out.Files[0].Result
-	if crash.Status != luaapi.Failed || !strings.Contains(crash.Failure.Message, "panic: nil map") ||
+	crash := out.Files[0]
+	if crash.Status != result.Failed || !strings.Contains(crash.Failure.Message, "panic: nil map") ||
 		!strings.Contains(crash.Failure.Traceback, "goroutine") {
 		t.Errorf("panicking file: %v %+v", crash.Status, crash.Failure)
 	}
-	if out.Files[1].Result.Status != luaapi.Passed {
-		t.Errorf("next file: %+v", out.Files[1].Result.Failure)
+	if out.Files[1].Status != result.Passed {
+		t.Errorf("next file: %+v", out.Files[1].Failure)
 	}
 	if u := p.Usage(); u.VMs != 0 {
 		t.Errorf("pool still holds %+v", u)
@@ -345,8 +345,8 @@ func TestPanicFailsFileAndReleasesPool(t *testing.T) {
 
 func TestInterrupt(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &fakes{byFn: map[string]func(context.Context, io.Writer, func(report.Event)) *luaapi.Result{
-		"b.lua": func(ctx context.Context, _ io.Writer, _ func(report.Event)) *luaapi.Result {
+	f := &fakes{byFn: map[string]func(context.Context, io.Writer, func(result.Event)) *result.File{
+		"b.lua": func(ctx context.Context, _ io.Writer, _ func(result.Event)) *result.File {
 			cancel() // Ctrl-C while b runs
 			<-ctx.Done()
 			return failed("b.lua:2: " + ctx.Err().Error())
@@ -382,9 +382,9 @@ func TestRerunFailedReadsLastRun(t *testing.T) {
 		t.Fatalf("LastFailed with no run: %v", err)
 	}
 
-	f := &fakes{byFn: map[string]func(context.Context, io.Writer, func(report.Event)) *luaapi.Result{
-		"tests/b.lua": func(context.Context, io.Writer, func(report.Event)) *luaapi.Result { return failed("x") },
-		"tests/d.lua": func(context.Context, io.Writer, func(report.Event)) *luaapi.Result { return failed("y") },
+	f := &fakes{byFn: map[string]func(context.Context, io.Writer, func(result.Event)) *result.File{
+		"tests/b.lua": func(context.Context, io.Writer, func(result.Event)) *result.File { return failed("x") },
+		"tests/d.lua": func(context.Context, io.Writer, func(result.Event)) *result.File { return failed("y") },
 	}}
 	mustRun(t, context.Background(), h.config(t, "tests/a.lua", "tests/b.lua", "tests/c.lua", "tests/d.lua", "/elsewhere/e.lua"), f.exec)
 	got, err := LastFailed(h.base)
@@ -415,7 +415,7 @@ type gate struct {
 
 func newGate(n int) *gate { return &gate{n: n, full: make(chan struct{})} }
 
-func (g *gate) exec(context.Context, string, io.Writer, func(report.Event)) *luaapi.Result {
+func (g *gate) exec(context.Context, string, io.Writer, func(result.Event)) *result.File {
 	now := g.running.Add(1)
 	defer g.running.Add(-1)
 	for {
