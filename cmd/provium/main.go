@@ -9,15 +9,16 @@ import (
 	"github.com/provium/provium/internal/agent"
 	"github.com/provium/provium/internal/cli"
 	"github.com/provium/provium/internal/guestinit"
+	"github.com/provium/provium/internal/wire/boot"
 )
 
 func main() {
 	switch filepath.Base(os.Args[0]) {
-	case "init":
+	case boot.InitName:
 		guestinit.Main()
-	case "provium-agent":
+	case boot.AgentName:
 		agent.Main()
-	case "provium-worker":
+	case boot.WorkerName:
 		agent.WorkerMain()
 	default:
 		os.Exit(cli.Main(os.Args[1:]))

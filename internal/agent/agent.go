@@ -38,7 +38,7 @@ import (
 
 // Config adjusts an Agent; the zero value is what runs in a guest.
 type Config struct {
-	// Exe is the binary fork workers run as "provium-worker";
+	// Exe is the binary fork workers run as boot.WorkerName;
 	// /proc/self/exe when empty.
 	Exe string
 	// PowerOff ends the machine after an OpPowerOff reply. When nil, the

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/provium/provium/internal/wire"
+	"github.com/provium/provium/internal/wire/boot"
 )
 
 // quiesceWait bounds how long a quiesce waits for workers and jobs to be
@@ -150,6 +151,6 @@ func (a *Agent) quiesce() {
 func powerOff() {
 	unix.Sync()
 	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF); err != nil {
-		fmt.Fprintf(os.Stderr, "provium-agent: power off: %v\n", err)
+		fmt.Fprintf(os.Stderr, "%s: power off: %v\n", boot.AgentName, err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/provium/provium/internal/wire"
+	"github.com/provium/provium/internal/wire/boot"
 )
 
 // closeGrace is how long a worker process has to exit once its socket is
@@ -87,7 +88,7 @@ func startForkWorker(a *Agent, ch uint32) (*forkWorker, error) {
 	if creds != "" {
 		env = append(env, envWorkerCreds+"="+creds)
 	}
-	pid, err := syscall.ForkExec(a.exe, []string{workerName}, &syscall.ProcAttr{Env: env, Files: files})
+	pid, err := syscall.ForkExec(a.exe, []string{boot.WorkerName}, &syscall.ProcAttr{Env: env, Files: files})
 	unix.Close(pair[1])
 	if err != nil {
 		unix.Close(pair[0])

@@ -19,12 +19,13 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/provium/provium/internal/wire"
+	"github.com/provium/provium/internal/wire/boot"
 )
 
 // TestMain lets the test binary be a fork worker: the agent re-executes
 // /proc/self/exe as "provium-worker", as it does in a guest.
 func TestMain(m *testing.M) {
-	if filepath.Base(os.Args[0]) == workerName {
+	if filepath.Base(os.Args[0]) == boot.WorkerName {
 		WorkerMain()
 	}
 	os.Exit(m.Run())

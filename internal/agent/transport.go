@@ -8,25 +8,12 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/mdlayher/vsock"
-)
 
-// Environment of the agent process, set by the guest's init from the kernel
-// command line.
-const (
-	EnvTransport = "PROVIUM_TRANSPORT"  // "virtio-serial" (default) or "vsock"
-	EnvPort      = "PROVIUM_PORT"       // virtio-serial port name
-	EnvVsockPort = "PROVIUM_VSOCK_PORT" // vsock port to listen on
-)
-
-// Transport defaults.
-const (
-	DefaultPort      = "org.provium.agent"
-	DefaultVsockPort = 1024
+	"github.com/provium/provium/internal/wire/boot"
 )
 
 const (
@@ -39,37 +26,23 @@ const (
 	reconnectPoll = 10 * time.Millisecond
 )
 
-// Main is the agent process: it opens the transport named by the
-// environment and serves it forever. It exits only when the transport
-// cannot be opened or fails for good; the guest's init then restarts it.
+// Main is the agent process: it opens the transport the kernel command
+// line names (see package boot) and serves it forever. It exits only when
+// the transport cannot be opened or fails for good; the guest's init then
+// restarts it.
 func Main() {
-	logger := log.New(os.Stderr, "provium-agent: ", 0)
-	transport := os.Getenv(EnvTransport)
-	port := os.Getenv(EnvPort)
-	vport := os.Getenv(EnvVsockPort)
-	// Not for the commands the agent runs.
-	for _, k := range []string{EnvTransport, EnvPort, EnvVsockPort} {
-		os.Unsetenv(k)
+	logger := log.New(os.Stderr, boot.AgentName+": ", 0)
+	params, errs := boot.Read(boot.CmdlinePath)
+	for _, err := range errs {
+		logger.Print(err)
 	}
 	a := New(Config{Logger: logger})
 	var err error
-	switch transport {
-	case "", "virtio-serial":
-		if port == "" {
-			port = DefaultPort
-		}
-		err = serveVirtioSerial(a, port)
-	case "vsock":
-		n := uint64(DefaultVsockPort)
-		if vport != "" {
-			if n, err = strconv.ParseUint(vport, 10, 32); err != nil {
-				err = fmt.Errorf("%s=%q: %w", EnvVsockPort, vport, err)
-				break
-			}
-		}
-		err = serveVsock(a, uint32(n))
+	switch params.Transport {
+	case boot.Vsock:
+		err = serveVsock(a, params.VsockPort)
 	default:
-		err = fmt.Errorf("%s=%q: unknown transport", EnvTransport, transport)
+		err = serveVirtioSerial(a, params.Port)
 	}
 	logger.Print(err)
 	os.Exit(1)

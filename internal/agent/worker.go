@@ -11,10 +11,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/provium/provium/internal/wire"
+	"github.com/provium/provium/internal/wire/boot"
 )
 
 const (
-	workerName       = "provium-worker"
 	envWorkerFD      = "PROVIUM_WORKER_FD"
 	envWorkerChannel = "PROVIUM_WORKER_CHANNEL"
 	// envWorkerCreds carries the parent thread's credentials to a worker
@@ -33,7 +33,7 @@ const (
 func WorkerMain() {
 	fd, ch, err := workerEnv()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", workerName, err)
+		fmt.Fprintf(os.Stderr, "%s: %v\n", boot.WorkerName, err)
 		os.Exit(2)
 	}
 	// The commands this worker runs must not inherit the socket.
@@ -64,7 +64,7 @@ func restoreCreds() {
 		err = c.creds().applyAll()
 	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s: keeping the credentials exec gave it: %v\n", workerName, err)
+		fmt.Fprintf(os.Stderr, "%s: keeping the credentials exec gave it: %v\n", boot.WorkerName, err)
 	}
 }
 

@@ -10,12 +10,14 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/provium/provium/internal/wire/boot"
 )
 
 // TestMain lets the test binary stand in for the agent that startAgent
 // runs: as "provium-agent" it writes what it was given to $AGENT_TEST_OUT.
 func TestMain(m *testing.M) {
-	if filepath.Base(os.Args[0]) == agentName {
+	if filepath.Base(os.Args[0]) == boot.AgentName {
 		sid, _ := unix.Getsid(0)
 		out := []string{"sid=" + strconv.Itoa(sid), "pid=" + strconv.Itoa(os.Getpid())}
 		for _, kv := range os.Environ() {
@@ -27,34 +29,6 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
-}
-
-func TestParseCmdline(t *testing.T) {
-	for _, tc := range []struct {
-		name, cmdline string
-		want          Config
-	}{
-		{"defaults", "console=ttyS0 quiet\n", defaults()},
-		{"all set", `console=ttyS0 provium.init=/bin/myinit provium.transport=vsock provium.port=p1 provium.vsock_port=2048 rdinit=/provium/init`,
-			Config{Init: "/bin/myinit", Transport: "vsock", Port: "p1", VsockPort: "2048"}},
-		{"quoted value", `provium.init="/opt/my init" x`, Config{Init: "/opt/my init", Transport: "virtio-serial", Port: defaults().Port, VsockPort: defaults().VsockPort}},
-		{"bad values keep defaults", "provium.transport=carrier-pigeon provium.vsock_port=http provium.init=", defaults()},
-		{"init arguments are not parameters", "quiet -- provium.transport=vsock", defaults()},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := parseCmdline(tc.cmdline); got != tc.want {
-				t.Errorf("parseCmdline(%q) = %+v, want %+v", tc.cmdline, got, tc.want)
-			}
-		})
-	}
-}
-
-func TestSplitCmdline(t *testing.T) {
-	got := splitCmdline("  a=1\tb=\"x y\" \"c=3 4\" d= \"\"\n")
-	want := []string{"a=1", "b=x y", "c=3 4", "d=", ""}
-	if !slices.Equal(got, want) {
-		t.Errorf("splitCmdline = %q, want %q", got, want)
-	}
 }
 
 func TestLoadModules(t *testing.T) {
@@ -131,7 +105,8 @@ func TestRealInit(t *testing.T) {
 func TestStartAgent(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "agent")
 	t.Setenv("AGENT_TEST_OUT", out)
-	pid, err := startAgent(Config{Transport: "vsock", Port: "p", VsockPort: "77"})
+	t.Setenv("PROVIUM_EXAMPLE", "kept")
+	pid, err := startAgent()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,9 +125,7 @@ func TestStartAgent(t *testing.T) {
 	for _, want := range []string{
 		"sid=" + strconv.Itoa(pid), // a session of its own
 		"pid=" + strconv.Itoa(pid),
-		"PROVIUM_TRANSPORT=vsock",
-		"PROVIUM_PORT=p",
-		"PROVIUM_VSOCK_PORT=77",
+		"PROVIUM_EXAMPLE=kept", // init's environment, as it is
 	} {
 		if !slices.Contains(got, want) {
 			t.Errorf("agent saw %q, missing %q", got, want)

@@ -5,15 +5,15 @@
 // millisecond here is paid by every boot:
 //
 //  1. mount /proc, /sys and /dev (devtmpfs);
-//  2. load the kernel modules listed in /provium/modules.order, one path per
+//  2. load the kernel modules listed in boot.ModulesList, one path per
 //     line in load order (the transport's drivers, when they are not built
 //     into the kernel);
-//  3. read its settings from the kernel command line (see Config) and, for
-//     a profile that boots a disk image (provium.root=), make that disk the
-//     root file system;
-//  4. start the agent as a child: this same binary run as "provium-agent",
-//     with the transport settings in its environment and /dev/console as its
-//     standard streams;
+//  3. read its settings from the kernel command line (boot.Params) and, for
+//     a profile that boots a disk image, make that disk the root file
+//     system;
+//  4. start the agent as a child: this same binary run as boot.AgentName,
+//     with /dev/console as its standard streams (the agent reads the
+//     transport's settings from the command line itself);
 //  5. exec the real init (provium.init=, default /sbin/init) so that it runs
 //     as PID 1 with the agent as its child. Without a real init it stays PID
 //     1 itself: it reaps every orphan and restarts the agent if it dies.
@@ -27,12 +27,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
-)
 
-// Paths inside the initramfs.
-const (
-	ModulesOrder = "/provium/modules.order"
-	cmdlinePath  = "/proc/cmdline"
+	"github.com/provium/provium/internal/wire/boot"
 )
 
 // Main is the guest's init. It never returns.
@@ -41,15 +37,15 @@ func Main() {
 	ensureStdio()
 	ignoreSignals()
 	setDefaultEnv()
-	loadModules(ModulesOrder, loadModule)
-	cfg := readConfig(cmdlinePath)
+	loadModules(boot.ModulesList, loadModule)
+	cfg := readParams()
 	if cfg.Root != "" {
 		if err := switchRoot(cfg.Root); err != nil {
 			logf("root %s: %v; staying in the initramfs", cfg.Root, err)
 		}
 	}
 
-	pid, err := startAgent(cfg)
+	pid, err := startAgent()
 	if err != nil {
 		logf("start agent: %v", err)
 	}
@@ -58,7 +54,7 @@ func Main() {
 		err := unix.Exec(path, argv, os.Environ())
 		logf("exec %s: %v; staying PID 1", path, err)
 	}
-	supervise(cfg, pid)
+	supervise(pid)
 }
 
 // ignoreSignals catches the signals whose default action would end PID 1.

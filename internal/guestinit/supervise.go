@@ -8,11 +8,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/provium/provium/internal/agent"
+	"github.com/provium/provium/internal/wire/boot"
 )
-
-// agentName is the name the agent runs as; cmd/provium dispatches on it.
-const agentName = "provium-agent"
 
 // restartGap spaces restarts of an agent that keeps dying.
 const restartGap = 250 * time.Millisecond
@@ -20,23 +17,19 @@ const restartGap = 250 * time.Millisecond
 // startAgent starts this binary as the agent, in a session of its own (no
 // terminal signals from the real init's console), with /dev/console as its
 // standard streams.
-func startAgent(c Config) (int, error) {
+func startAgent() (int, error) {
 	files := []uintptr{0, 1, 2}
 	if fd, err := unix.Open("/dev/console", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0); err == nil {
 		defer unix.Close(fd)
 		files = []uintptr{uintptr(fd), uintptr(fd), uintptr(fd)}
 	}
-	env := append(os.Environ(),
-		agent.EnvTransport+"="+c.Transport,
-		agent.EnvPort+"="+c.Port,
-		agent.EnvVsockPort+"="+c.VsockPort)
-	pid, err := syscall.ForkExec("/proc/self/exe", []string{agentName}, &syscall.ProcAttr{
-		Env:   env,
+	pid, err := syscall.ForkExec("/proc/self/exe", []string{boot.AgentName}, &syscall.ProcAttr{
+		Env:   os.Environ(),
 		Files: files,
 		Sys:   &syscall.SysProcAttr{Setsid: true},
 	})
 	if err != nil {
-		return 0, fmt.Errorf("start %s: %w", agentName, err)
+		return 0, fmt.Errorf("start %s: %w", boot.AgentName, err)
 	}
 	return pid, nil
 }
@@ -45,7 +38,7 @@ func startAgent(c Config) (int, error) {
 // that is not this binary (a provium.init pointing back at us would loop).
 func realInit(path string) (string, bool) {
 	if path == "" {
-		path = defaultInit
+		path = boot.DefaultInit
 	}
 	st, err := os.Stat(path)
 	if err != nil || !st.Mode().IsRegular() || st.Mode().Perm()&0o111 == 0 {
@@ -59,7 +52,7 @@ func realInit(path string) (string, bool) {
 
 // supervise is PID 1 without a real init: it reaps every process that ends
 // up as its child and restarts the agent when it exits.
-func supervise(c Config, agentPID int) {
+func supervise(agentPID int) {
 	started := time.Now()
 	for {
 		if agentPID <= 0 {
@@ -67,7 +60,7 @@ func supervise(c Config, agentPID int) {
 				time.Sleep(d)
 			}
 			var err error
-			agentPID, err = startAgent(c)
+			agentPID, err = startAgent()
 			started = time.Now()
 			if err != nil {
 				logf("%v", err)

@@ -6,35 +6,28 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
-)
 
-// Guest paths of the shim. The agent reads ModulesOrder at boot and loads
-// the listed modules in order before it looks for its transport.
-const (
-	ShimDir      = "/provium"
-	ShimInit     = "/provium/init"
-	ModulesDir   = "/provium/modules"
-	ModulesOrder = "/provium/modules.order"
+	"github.com/provium/provium/internal/wire/boot"
 )
 
 // Shim is what Provium adds to every guest initramfs.
 type Shim struct {
-	Agent   string   // host path of the provium binary, installed as ShimInit
+	Agent   string   // host path of the provium binary, installed as boot.InitPath
 	Modules []string // host paths of kernel modules, in load order
 }
 
-// WriteShim writes the shim archive: the agent as ShimInit, the modules
-// under ModulesDir with their load order in ModulesOrder, and the mount
+// WriteShim writes the shim archive: the agent as boot.InitPath, the modules
+// under boot.ModulesDir with their load order in boot.ModulesList, and the mount
 // points the agent needs (/proc /sys /dev /tmp), which are harmless if the
 // archive before it has them too. Files are streamed, not buffered.
 func WriteShim(w io.Writer, s Shim) error {
 	a := newArchive(w)
-	for _, d := range []string{ShimDir, ModulesDir, "/proc", "/sys", "/dev", "/tmp"} {
+	for _, d := range []string{boot.ShimDir, boot.ModulesDir, "/proc", "/sys", "/dev", "/tmp"} {
 		if err := a.dir(d); err != nil {
 			return fmt.Errorf("shim: %w", err)
 		}
 	}
-	if err := a.loadableFile(ShimInit, s.Agent, 0o755); err != nil {
+	if err := a.loadableFile(boot.InitPath, s.Agent, 0o755); err != nil {
 		return fmt.Errorf("shim: agent: %w", err)
 	}
 	var order strings.Builder
@@ -45,13 +38,13 @@ func WriteShim(w io.Writer, s Shim) error {
 			return fmt.Errorf("shim: modules %s and %s have the same file name", prev, m)
 		}
 		seen[base] = m
-		guest := path.Join(ModulesDir, base)
+		guest := path.Join(boot.ModulesDir, base)
 		if err := a.hostFile(guest, m, 0o644); err != nil {
 			return fmt.Errorf("shim: module: %w", err)
 		}
 		order.WriteString(guest + "\n")
 	}
-	if err := a.file(ModulesOrder, 0o644, int64(order.Len()), strings.NewReader(order.String())); err != nil {
+	if err := a.file(boot.ModulesList, 0o644, int64(order.Len()), strings.NewReader(order.String())); err != nil {
 		return fmt.Errorf("shim: %w", err)
 	}
 	return a.close()

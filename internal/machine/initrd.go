@@ -11,6 +11,7 @@ import (
 	"github.com/provium/provium/internal/initramfs"
 	"github.com/provium/provium/internal/kmod"
 	"github.com/provium/provium/internal/profile"
+	"github.com/provium/provium/internal/wire/boot"
 )
 
 // AgentBinary is the host file injected into guests as init and agent:
@@ -41,7 +42,7 @@ var modulesCache sync.Map // modules dir and set -> []string
 // guestModules resolves the modules the guest must load: the transport's,
 // plus virtio_blk when disks are attached. Each module loaded
 // costs boot time under emulation, so nothing else is included.
-func guestModules(dir string, disks bool, transport string) ([]string, error) {
+func guestModules(dir string, disks bool, transport boot.Transport) ([]string, error) {
 	if dir == "" {
 		return nil, nil
 	}
@@ -50,7 +51,7 @@ func guestModules(dir string, disks bool, transport string) ([]string, error) {
 		return v.([]string), nil
 	}
 	names := kmod.VirtioSerialModules
-	if transport == TransportVsock {
+	if transport == boot.Vsock {
 		names = kmod.VsockModules
 	}
 	if disks {
@@ -67,7 +68,7 @@ func guestModules(dir string, disks bool, transport string) ([]string, error) {
 // baseInitrd returns an initramfs with the profile's own archive followed by
 // the shim (agent and transport modules). It is cached by content identity,
 // so boots after the first cost nothing here.
-func baseInitrd(p *profile.Profile, disks bool, transport string) (string, error) {
+func baseInitrd(p *profile.Profile, disks bool, transport boot.Transport) (string, error) {
 	agent, err := AgentBinary()
 	if err != nil {
 		return "", err
@@ -129,7 +130,7 @@ func appendFile(w io.Writer, path string) error {
 
 // bootInitrd returns the initramfs for one boot: the cached base, plus an
 // archive of the boot's files when there are any.
-func bootInitrd(p *profile.Profile, dir string, opts BootOptions, transport string) (string, error) {
+func bootInitrd(p *profile.Profile, dir string, opts BootOptions, transport boot.Transport) (string, error) {
 	base, err := baseInitrd(p, len(opts.Disks) > 0 || p.Rootfs != "", transport)
 	files := opts.Files
 	if err != nil {

@@ -11,7 +11,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	"github.com/provium/provium/internal/qemu"
 	"github.com/provium/provium/internal/result"
 	"github.com/provium/provium/internal/wire"
+	"github.com/provium/provium/internal/wire/boot"
 )
 
 // Deadlines of the lifecycle.
@@ -29,9 +29,6 @@ const (
 	ShutdownTimeout = 10 * time.Second
 	ResumeTimeout   = 30 * time.Second
 )
-
-// PortName is the virtio-serial port the agent listens on.
-const PortName = "org.provium.agent"
 
 // State is where a VM is in its life.
 type State string
@@ -72,7 +69,24 @@ type Shape struct {
 	MemoryMiB int      `json:"memory_mib"`
 	CPUs      int      `json:"cpus"`
 	Disks     []Disk   `json:"disks,omitempty"`
-	Transport string   `json:"transport"` // "virtio-serial" or "vsock"
+	Transport boot.Transport `json:"transport"`
+}
+
+// qemuConfig is the QEMU that runs the shape, reaching the agent through
+// transport.
+func (s Shape) qemuConfig(transport qemu.Device) qemu.Config {
+	devices := []qemu.Device{transport}
+	for _, d := range s.Disks {
+		devices = append(devices, qemu.Disk{Path: d.Path, Format: d.Format, ReadOnly: d.ReadOnly})
+	}
+	return qemu.Config{
+		Kernel:    s.Kernel,
+		Initrd:    s.Initrd,
+		Append:    s.Append,
+		MemoryMiB: s.MemoryMiB,
+		CPUs:      s.CPUs,
+		Devices:   devices,
+	}
 }
 
 // VM is one virtual machine.
@@ -168,12 +182,7 @@ func (vm *VM) Boot(ctx context.Context, opts BootOptions) error {
 	}
 	vm.mu.Unlock()
 	start := time.Now()
-	if opts.MemoryMiB <= 0 {
-		opts.MemoryMiB = 512
-	}
-	if opts.CPUs <= 0 {
-		opts.CPUs = 1
-	}
+	opts = opts.WithDefaults()
 	p := vm.cfg.Profile
 	if err := os.MkdirAll(vm.cfg.Dir, 0o755); err != nil {
 		return fmt.Errorf("boot %s: %w", vm.cfg.Name, err)
@@ -184,26 +193,7 @@ func (vm *VM) Boot(ctx context.Context, opts BootOptions) error {
 		vm.stop(StateDead)
 		return fmt.Errorf("boot %s: %w", vm.cfg.Name, err)
 	}
-	init := p.Init
-	if init == "" {
-		init = "/sbin/init"
-	}
-	appendArgs := []string{"rdinit=/provium/init", "provium.init=" + init}
-	if p.Append != "" {
-		appendArgs = append(appendArgs, strings.Fields(p.Append)...)
-	}
-	disks := opts.Disks
-	if p.Rootfs != "" {
-		// The profile's disk image comes first, so it is /dev/vda, and
-		// read-only: every boot starts from the same image.
-		disks = append([]Disk{{Path: p.Rootfs, Format: imageFormat(p.Rootfs), ReadOnly: true}}, disks...)
-		appendArgs = append(appendArgs, "provium.root=/dev/vda")
-	}
-	vm.shape = Shape{
-		Kernel: bootKernel(p.Kernel, vm.cfg.Log), Initrd: initrd, Append: appendArgs,
-		MemoryMiB: opts.MemoryMiB, CPUs: opts.CPUs, Disks: disks,
-		Transport: transport,
-	}
+	vm.shape = newShape(p, opts, transport, bootKernel(p.Kernel, vm.cfg.Log), initrd)
 	ctx, cancel := context.WithTimeout(ctx, BootTimeout)
 	defer cancel()
 	if err := vm.start(ctx, nil); err != nil {
@@ -213,6 +203,29 @@ func (vm *VM) Boot(ctx context.Context, opts BootOptions) error {
 		vm.cfg.OnReady(false, time.Since(start))
 	}
 	return nil
+}
+
+// newShape is the machine a profile boots with opts: its kernel command
+// line tells the guest's init and agent what package boot says they need.
+func newShape(p *profile.Profile, opts BootOptions, transport boot.Transport, kernel, initrd string) Shape {
+	params := boot.Params{Init: p.Init, Transport: transport, Port: boot.PortName, VsockPort: boot.VsockPort}
+	if params.Init == "" {
+		params.Init = boot.DefaultInit
+	}
+	disks := opts.Disks
+	if p.Rootfs != "" {
+		// The profile's disk image comes first, so it is /dev/vda, and
+		// read-only: every boot starts from the same image.
+		disks = append([]Disk{{Path: p.Rootfs, Format: imageFormat(p.Rootfs), ReadOnly: true}}, disks...)
+		params.Root = "/dev/vda"
+	}
+	return Shape{
+		Kernel: kernel, Initrd: initrd,
+		// The profile's own arguments come last, so they win.
+		Append:    append(params.Args(), boot.Split(p.Append)...),
+		MemoryMiB: opts.MemoryMiB, CPUs: opts.CPUs, Disks: disks,
+		Transport: transport,
+	}
 }
 
 // bootKernel returns what QEMU boots for the kernel image at path: the
@@ -249,21 +262,9 @@ func (vm *VM) start(ctx context.Context, incoming *os.File) error {
 		return err
 	}
 	defer tr.close()
-	devices := []qemu.Device{tr.device()}
-	for _, d := range vm.shape.Disks {
-		devices = append(devices, qemu.Disk{Path: d.Path, Format: d.Format, ReadOnly: d.ReadOnly})
-	}
-	proc, err := qemu.Start(ctx, qemu.Config{
-		Kernel:    vm.shape.Kernel,
-		Initrd:    vm.shape.Initrd,
-		Append:    vm.shape.Append,
-		MemoryMiB: vm.shape.MemoryMiB,
-		CPUs:      vm.shape.CPUs,
-		Devices:   devices,
-		Dir:       vm.cfg.Dir,
-		Console:   vm.console,
-		Incoming:  incoming,
-	})
+	cfg := vm.shape.qemuConfig(tr.device())
+	cfg.Console, cfg.Incoming = vm.console, incoming
+	proc, err := qemu.Start(ctx, cfg)
 	if err != nil {
 		return err
 	}

@@ -6,40 +6,28 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"strconv"
 	"time"
 
 	"github.com/mdlayher/vsock"
 
 	"github.com/provium/provium/internal/qemu"
+	"github.com/provium/provium/internal/wire/boot"
 )
-
-// Transports between host and agent.
-const (
-	TransportSerial = "virtio-serial"
-	TransportVsock  = "vsock"
-)
-
-// vsockPort is where the agent listens; passed on the kernel command line
-// so both ends agree whatever the guest's default.
-const vsockPort = 1024
 
 // ChooseTransport picks vsock where /dev/vhost-vsock is usable and
 // virtio-serial otherwise; $PROVIUM_TRANSPORT (virtio-serial or vsock)
 // overrides.
-func ChooseTransport() string {
-	switch os.Getenv("PROVIUM_TRANSPORT") {
-	case TransportSerial:
-		return TransportSerial
-	case TransportVsock:
-		return TransportVsock
+func ChooseTransport() boot.Transport {
+	switch t := boot.Transport(os.Getenv("PROVIUM_TRANSPORT")); t {
+	case boot.VirtioSerial, boot.Vsock:
+		return t
 	}
 	f, err := os.OpenFile("/dev/vhost-vsock", os.O_RDWR, 0)
 	if err != nil {
-		return TransportSerial
+		return boot.VirtioSerial
 	}
 	f.Close()
-	return TransportVsock
+	return boot.Vsock
 }
 
 // transport is the host end of the agent's byte stream for one QEMU.
@@ -50,8 +38,8 @@ type transport interface {
 	close()
 }
 
-func newTransport(kind string) (transport, error) {
-	if kind == TransportVsock {
+func newTransport(kind boot.Transport) (transport, error) {
+	if kind == boot.Vsock {
 		// Guest CIDs are host-wide; 3 is the first a guest may use.
 		return &vsockTransport{cid: 3 + rand.Uint32N(1<<30)}, nil
 	}
@@ -73,7 +61,7 @@ type serialTransport struct {
 }
 
 func (t *serialTransport) device() qemu.Device {
-	return qemu.VirtioSerialPort{Name: PortName, SocketPath: t.sock}
+	return qemu.VirtioSerialPort{Name: boot.PortName, SocketPath: t.sock}
 }
 
 func (t *serialTransport) close() { t.ln.Close() }
@@ -107,21 +95,13 @@ type vsockTransport struct {
 	cid uint32
 }
 
-type vsockDevice struct {
-	qemu.Vsock
-}
-
-func (d vsockDevice) KernelArgs() []string {
-	return append(d.Vsock.KernelArgs(), "provium.vsock_port="+strconv.Itoa(vsockPort))
-}
-
-func (t *vsockTransport) device() qemu.Device { return vsockDevice{qemu.Vsock{CID: t.cid}} }
+func (t *vsockTransport) device() qemu.Device { return qemu.Vsock{CID: t.cid} }
 
 func (t *vsockTransport) close() {}
 
 func (t *vsockTransport) connect(ctx context.Context, proc *qemu.Process) (net.Conn, error) {
 	for {
-		c, err := vsock.Dial(t.cid, vsockPort, nil)
+		c, err := vsock.Dial(t.cid, boot.VsockPort, nil)
 		if err == nil {
 			return c, nil
 		}
@@ -129,7 +109,7 @@ func (t *vsockTransport) connect(ctx context.Context, proc *qemu.Process) (net.C
 		case <-proc.Done():
 			return nil, proc.Exit()
 		case <-ctx.Done():
-			return nil, fmt.Errorf("vsock cid %d port %d: %w (last: %v)", t.cid, vsockPort, ctx.Err(), err)
+			return nil, fmt.Errorf("vsock cid %d port %d: %w (last: %v)", t.cid, boot.VsockPort, ctx.Err(), err)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}

@@ -1,45 +1,70 @@
 package machine
 
 import (
-	"slices"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/provium/provium/internal/profile"
+	"github.com/provium/provium/internal/wire/boot"
 )
 
 func TestChooseTransportOverride(t *testing.T) {
-	for _, tc := range []struct{ env, want string }{
-		{"virtio-serial", TransportSerial},
-		{"vsock", TransportVsock},
-	} {
-		t.Setenv("PROVIUM_TRANSPORT", tc.env)
-		if got := ChooseTransport(); got != tc.want {
-			t.Errorf("PROVIUM_TRANSPORT=%s: got %s", tc.env, got)
+	for _, want := range []boot.Transport{boot.VirtioSerial, boot.Vsock} {
+		t.Setenv("PROVIUM_TRANSPORT", string(want))
+		if got := ChooseTransport(); got != want {
+			t.Errorf("PROVIUM_TRANSPORT=%s: got %s", want, got)
 		}
 	}
 }
 
-func TestVsockDeviceTellsTheGuestItsPort(t *testing.T) {
-	tr, err := newTransport(TransportVsock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := tr.device()
-	if !slices.Contains(d.KernelArgs(), "provium.transport=vsock") || !slices.Contains(d.KernelArgs(), "provium.vsock_port=1024") {
-		t.Errorf("kernel args %v", d.KernelArgs())
-	}
-	if args := strings.Join(d.QEMUArgs(), " "); !strings.Contains(args, "vhost-vsock-pci,guest-cid=") {
-		t.Errorf("qemu args %s", args)
+// The kernel command line the host hands QEMU is read back by the guest's
+// own parser as what the host meant, for each transport and for a profile
+// that boots a disk and adds arguments of its own.
+func TestKernelCommandLineReadsBackInTheGuest(t *testing.T) {
+	disk := filepath.Join(t.TempDir(), "disk.img")
+	os.WriteFile(disk, make([]byte, 512), 0o644)
+	for _, tc := range []struct {
+		name      string
+		profile   profile.Profile
+		transport boot.Transport
+		want      boot.Params
+	}{
+		{"virtio-serial, default init", profile.Profile{Name: "p"}, boot.VirtioSerial,
+			boot.Params{Init: boot.DefaultInit, Transport: boot.VirtioSerial, Port: boot.PortName, VsockPort: boot.VsockPort}},
+		{"vsock, own init, disk root", profile.Profile{Name: "p", Init: "/usr/lib/systemd/systemd", Rootfs: disk, Append: `quiet systemd.unit="rescue.target"`}, boot.Vsock,
+			boot.Params{Init: "/usr/lib/systemd/systemd", Transport: boot.Vsock, Port: boot.PortName, VsockPort: boot.VsockPort, Root: "/dev/vda"}},
+		{"the profile's arguments win", profile.Profile{Name: "p", Append: "provium.init=/bin/sh"}, boot.VirtioSerial,
+			boot.Params{Init: "/bin/sh", Transport: boot.VirtioSerial, Port: boot.PortName, VsockPort: boot.VsockPort}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr, err := newTransport(tc.transport)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tr.close()
+			shape := newShape(&tc.profile, BootOptions{}.WithDefaults(), tc.transport, "/k", "/i")
+			cmdline := shape.qemuConfig(tr.device()).KernelCommandLine()
+			got, errs := boot.Parse(cmdline)
+			if got != tc.want || len(errs) != 0 {
+				t.Errorf("the guest reads %q as %+v (errors %v), want %+v", cmdline, got, errs, tc.want)
+			}
+			if !strings.Contains(" "+cmdline+" ", " rdinit="+boot.InitPath+" ") {
+				t.Errorf("%q does not run the shim's init", cmdline)
+			}
+		})
 	}
 }
 
 func TestSerialTransportListens(t *testing.T) {
-	tr, err := newTransport(TransportSerial)
+	tr, err := newTransport(boot.VirtioSerial)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tr.close()
 	args := strings.Join(tr.device().QEMUArgs(), " ")
-	if !strings.Contains(args, "abstract=on") || !strings.Contains(args, "name="+PortName) {
+	if !strings.Contains(args, "abstract=on") || !strings.Contains(args, "name="+boot.PortName) {
 		t.Errorf("qemu args %s", args)
 	}
 }

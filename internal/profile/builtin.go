@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/provium/provium/internal/initramfs"
+	"github.com/provium/provium/internal/wire/boot"
 )
 
 var (
@@ -140,7 +141,7 @@ func resolveBuiltin(name string) (*Profile, error) {
 		Name:       name,
 		Kernel:     k.Path,
 		Initrd:     root,
-		Init:       DefaultInit, // absent from the busybox root: the agent stays PID 1
+		Init:       boot.DefaultInit, // absent from the busybox root: the agent stays PID 1
 		Builtin:    true,
 		ModulesDir: k.ModulesDir,
 	}, nil

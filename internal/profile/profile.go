@@ -30,13 +30,12 @@ import (
 	"sync"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/provium/provium/internal/wire/boot"
 )
 
 // FileName is the project configuration file.
 const FileName = "provium.toml"
-
-// DefaultInit is the init a profile runs after the agent has started.
-const DefaultInit = "/sbin/init"
 
 var (
 	// ErrUnknownProfile means no profile has the name asked for.
@@ -143,7 +142,7 @@ func (c *Config) parse() error {
 			Append: raw.Append,
 		}
 		if p.Init == "" {
-			p.Init = DefaultInit
+			p.Init = boot.DefaultInit
 		}
 		p.ModulesDir = modulesBeside(p.Kernel)
 		c.profiles[name] = p

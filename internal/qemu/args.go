@@ -63,15 +63,11 @@ func (cfg *Config) args(consolePath string, incomingFD int) []string {
 	if consolePath != "" {
 		devices = append([]Device{SerialConsole{Path: consolePath}}, devices...)
 	}
-	var kargs []string
-	kargs = append(kargs, bootArgs...)
 	for _, d := range devices {
 		args = append(args, d.QEMUArgs()...)
-		kargs = append(kargs, d.KernelArgs()...)
 	}
-	kargs = append(kargs, cfg.Append...) // last, so they override
 	if cfg.Kernel != "" {
-		args = append(args, "-kernel", cfg.Kernel, "-append", strings.Join(kargs, " "))
+		args = append(args, "-kernel", cfg.Kernel, "-append", strings.Join(kernelArgs(devices, cfg.Append), " "))
 		if cfg.Initrd != "" {
 			args = append(args, "-initrd", cfg.Initrd)
 		}
@@ -82,6 +78,22 @@ func (cfg *Config) args(consolePath string, incomingFD int) []string {
 		args = append(args, "-S", "-incoming", fmt.Sprintf("fd:%d", incomingFD))
 	}
 	return args
+}
+
+// kernelArgs is the kernel command line: the boot defaults, what each
+// device needs, then the caller's arguments, which so override the rest.
+func kernelArgs(devices []Device, extra []string) []string {
+	kargs := append([]string{}, bootArgs...)
+	for _, d := range devices {
+		kargs = append(kargs, d.KernelArgs()...)
+	}
+	return append(kargs, extra...)
+}
+
+// KernelCommandLine is the kernel command line the guest gets.
+func (cfg Config) KernelCommandLine() string {
+	devices := append([]Device{SerialConsole{}}, cfg.Devices...)
+	return strings.Join(kernelArgs(devices, cfg.Append), " ")
 }
 
 // ShellQuote quotes args so that a POSIX shell reads them back unchanged.

@@ -70,9 +70,7 @@ func (v VirtioSerialPort) QEMUArgs() []string {
 	}
 }
 
-func (v VirtioSerialPort) KernelArgs() []string {
-	return []string{"provium.transport=virtio-serial", "provium.port=" + v.Name}
-}
+func (v VirtioSerialPort) KernelArgs() []string { return nil }
 
 // Vsock is a virtio vsock device with the guest context id CID; it needs
 // /dev/vhost-vsock on the host.
@@ -84,7 +82,7 @@ func (v Vsock) QEMUArgs() []string {
 	return []string{"-device", fmt.Sprintf("vhost-vsock-pci,guest-cid=%d", v.CID)}
 }
 
-func (v Vsock) KernelArgs() []string { return []string{"provium.transport=vsock"} }
+func (v Vsock) KernelArgs() []string { return nil }
 
 // Disk is a host image attached as a virtio disk (/dev/vdX, in the order
 // disks are given).
