@@ -63,12 +63,12 @@ type Config struct {
 // Shape is everything a snapshot needs to be restored: the same kernel,
 // initramfs, command line and hardware.
 type Shape struct {
-	Kernel    string   `json:"kernel"`
-	Initrd    string   `json:"initrd"`
-	Append    []string `json:"append"`
-	MemoryMiB int      `json:"memory_mib"`
-	CPUs      int      `json:"cpus"`
-	Disks     []Disk   `json:"disks,omitempty"`
+	Kernel    string         `json:"kernel"`
+	Initrd    string         `json:"initrd"`
+	Append    []string       `json:"append"`
+	MemoryMiB int            `json:"memory_mib"`
+	CPUs      int            `json:"cpus"`
+	Disks     []Disk         `json:"disks,omitempty"`
 	Transport boot.Transport `json:"transport"`
 }
 
