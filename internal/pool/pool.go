@@ -73,6 +73,7 @@ type grant struct {
 	mem, cpus int
 	at        time.Time
 	once      sync.Once
+	scope     *scope // the scope it was made under, if any
 }
 
 // waiter is an Acquire that has not been granted yet.
@@ -120,6 +121,9 @@ func (p *Pool) Acquire(ctx context.Context, memMiB, cpus int) (release func(), e
 	if sc != nil && sc.done() {
 		return nil, errScopeEnded
 	}
+	if err := p.checkScope(sc, memMiB, cpus); err != nil {
+		return nil, err
+	}
 
 	w := &waiter{mem: memMiB, cpus: cpus, ready: make(chan struct{})}
 	p.mu.Lock()
@@ -139,7 +143,7 @@ func (p *Pool) Acquire(ctx context.Context, memMiB, cpus int) (release func(), e
 		select {
 		case <-w.ready:
 			release = func() { p.release(w.g) }
-			if sc != nil && !sc.add(release) {
+			if sc != nil && !sc.add(w.g, release) {
 				release()
 				return nil, errScopeEnded
 			}
@@ -181,6 +185,23 @@ func (p *Pool) check(memMiB, cpus int) error {
 	if limit := info.totalMiB - p.reserveMiB; memMiB > limit {
 		return tooLarge(fmt.Sprintf("VM needs %d MiB but the host has %d MiB (%d MiB total minus a %d MiB reserve)",
 			memMiB, max(limit, 0), info.totalMiB, p.reserveMiB))
+	}
+	return nil
+}
+
+// checkScope fails a request of a test file that cannot fit even when
+// every other file has given back what it holds: the file waits for
+// nothing but itself, since it keeps what it holds while it waits.
+func (p *Pool) checkScope(sc *scope, memMiB, cpus int) error {
+	if p.auto || sc == nil {
+		return nil
+	}
+	mem, used := sc.held()
+	if p.memMiB > 0 && mem+memMiB > p.memMiB {
+		return tooLarge(fmt.Sprintf("VM needs %d MiB, but the file already holds %d MiB of the pool's %d MiB and keeps it while it waits", memMiB, mem, p.memMiB))
+	}
+	if p.cpus > 0 && used+cpus > p.cpus {
+		return tooLarge(fmt.Sprintf("VM needs %d CPUs, but the file already holds %d of the pool's %d and keeps them while it waits", cpus, used, p.cpus))
 	}
 	return nil
 }
@@ -268,6 +289,9 @@ func (p *Pool) removeLocked(w *waiter) {
 
 func (p *Pool) release(g *grant) {
 	g.once.Do(func() {
+		if g.scope != nil {
+			g.scope.forget(g)
+		}
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		p.usedMem -= g.mem

@@ -368,3 +368,41 @@ func TestUsageString(t *testing.T) {
 		}
 	}
 }
+
+// A file that holds part of the pool and asks for more than the rest can
+// ever give fails at once with the numbers, rather than waiting for
+// itself until it times out.
+func TestFileThatCanNeverFitFailsAtOnce(t *testing.T) {
+	p := NewFixed(1024, 0)
+	ctx, end := Scope(context.Background())
+	defer end()
+	release, err := p.Acquire(ctx, 768, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = p.Acquire(ctx, 768, 1)
+	if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "already holds 768 MiB of the pool's 1024 MiB") {
+		t.Fatalf("second VM of the file: %v", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("took %v to fail", d)
+	}
+	// Once the file gave its first VM back, the same request fits.
+	release()
+	r2, err := p.Acquire(ctx, 768, 1)
+	if err != nil {
+		t.Fatalf("after the release: %v", err)
+	}
+	r2()
+	// Another file's holdings are not the asker's: that one waits.
+	other, endOther := Scope(context.Background())
+	defer endOther()
+	held, _ := p.Acquire(other, 768, 1)
+	wctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, err := p.Acquire(wctx, 768, 1); errors.Is(err, ErrTooLarge) || err == nil {
+		t.Errorf("waiting on another file's VM: %v, want a wait that times out", err)
+	}
+	held()
+}

@@ -12,11 +12,11 @@ var errScopeEnded = errors.New("pool: the test file's scope has ended")
 
 type scopeKey struct{}
 
-// scope collects the releases of what was acquired under it.
+// scope collects the grants made under it.
 type scope struct {
-	mu       sync.Mutex
-	releases []func()
-	ended    bool
+	mu     sync.Mutex
+	grants map[*grant]func() // live grants and their releases
+	ended  bool
 }
 
 // Scope returns a context under which every Acquire is also recorded, and a
@@ -25,7 +25,7 @@ type scope struct {
 // file a scope, so a file that errors, times out or panics returns all it
 // held even if the code that booted its VMs never got to release them.
 func Scope(ctx context.Context) (context.Context, func()) {
-	sc := &scope{}
+	sc := &scope{grants: map[*grant]func(){}}
 	return context.WithValue(ctx, scopeKey{}, sc), sc.end
 }
 
@@ -47,23 +47,42 @@ func (s *scope) done() bool {
 	return s.ended
 }
 
-// add records release; false when the scope has already ended.
-func (s *scope) add(release func()) bool {
+// add records g and its release; false when the scope has already ended.
+func (s *scope) add(g *grant, release func()) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ended {
 		return false
 	}
-	s.releases = append(s.releases, release)
+	s.grants[g] = release
+	g.scope = s
 	return true
+}
+
+// forget drops a grant that was released.
+func (s *scope) forget(g *grant) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.grants, g)
+}
+
+// held is what the scope's live grants hold.
+func (s *scope) held() (mem, cpus int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for g := range s.grants {
+		mem += g.mem
+		cpus += g.cpus
+	}
+	return mem, cpus
 }
 
 func (s *scope) end() {
 	s.mu.Lock()
-	releases := s.releases
-	s.releases, s.ended = nil, true
+	grants := s.grants
+	s.grants, s.ended = map[*grant]func(){}, true
 	s.mu.Unlock()
-	for _, r := range releases {
-		r()
+	for _, release := range grants {
+		release()
 	}
 }
