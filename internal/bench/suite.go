@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/provium/provium/internal/cache"
 	"github.com/provium/provium/internal/fixture"
-	"github.com/provium/provium/internal/profile"
 )
 
 // Suite writes a suite of n small files that each resume one shared fixture,
@@ -73,7 +73,7 @@ vm:shutdown()
 // forgetFixtures drops the cache entries the generated suite made: their
 // scripts are gone with it.
 func forgetFixtures(dir string) {
-	root := filepath.Join(profile.CacheDir(), "fixtures")
+	root := cache.Fixtures()
 	for _, e := range fixture.List(root) {
 		if strings.HasPrefix(e.Script, dir+string(os.PathSeparator)) {
 			os.RemoveAll(e.Dir)

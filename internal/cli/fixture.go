@@ -3,13 +3,12 @@ package cli
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"text/tabwriter"
 	"time"
 
+	"github.com/provium/provium/internal/cache"
 	"github.com/provium/provium/internal/fixture"
 	"github.com/provium/provium/internal/pool"
-	"github.com/provium/provium/internal/profile"
 )
 
 func init() {
@@ -28,7 +27,7 @@ func runFixture(args []string) int {
 		fmt.Fprintln(os.Stderr, fixtureUsage)
 		return exitUsage
 	}
-	root := filepath.Join(profile.CacheDir(), "fixtures")
+	root := cache.Fixtures()
 	switch args[0] {
 	case "-h", "--help":
 		fmt.Println(fixtureUsage)

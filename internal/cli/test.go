@@ -145,10 +145,12 @@ func (env testEnv) run(args []string) int {
 		p = pool.NewFixed(opts.memMiB, opts.cpus)
 	}
 	exec, stop, err := env.start(harness.Config{
-		StartDir: env.startDir,
-		RunDir:   runDir.Path,
-		Pool:     p,
-		NoCache:  opts.noCache,
+		StartDir:     env.startDir,
+		RunDir:       runDir.Path,
+		Pool:         p,
+		NoCache:      opts.noCache,
+		BuildTimeout: opts.timeout,
+		Notes:        env.stderr,
 	})
 	if err != nil {
 		os.RemoveAll(runDir.Path)

@@ -7,14 +7,18 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/provium/provium/internal/cache"
 	"github.com/provium/provium/internal/fixture"
 	"github.com/provium/provium/internal/luaapi"
 	"github.com/provium/provium/internal/machine"
@@ -30,6 +34,11 @@ type Config struct {
 	RunDir   string     // /tmp/provium-runs/run-<id>
 	Pool     *pool.Pool // gates boots and resumes; nil: no gate
 	NoCache  bool       // bypass the persistent fixture cache
+	// BuildTimeout bounds each fixture build; 0 for none.
+	BuildTimeout time.Duration
+	// Notes, if set, hears what the user may want to know once in a run
+	// (a read-only fixture cache).
+	Notes io.Writer
 }
 
 // Harness runs files against real VMs.
@@ -42,6 +51,11 @@ type Harness struct {
 	mu   sync.Mutex
 	live map[*machine.VM]bool
 	emit func(result.Event) // for fixture builds, which belong to no file
+
+	// run is the harness's life: fixture builds belong to it rather than
+	// to the file that asked first, and end with it.
+	run    context.Context
+	endRun context.CancelCauseFunc
 }
 
 // New prepares a harness. A broken provium.toml is an error here, before
@@ -55,18 +69,28 @@ func New(cfg Config) (*Harness, error) {
 	if err != nil {
 		return nil, err
 	}
-	root := filepath.Join(profile.CacheDir(), "fixtures")
+	root := cache.Fixtures()
 	if cfg.NoCache {
 		root = filepath.Join(cfg.RunDir, "fixtures")
 	}
+	max, err := cacheMax()
+	if err != nil {
+		return nil, err
+	}
 	h := &Harness{cfg: cfg, profiles: profiles, live: map[*machine.VM]bool{}}
+	h.run, h.endRun = context.WithCancelCause(context.Background())
 	h.fixtures = &fixture.Manager{
-		Root:     root,
-		Project:  cfg.StartDir,
-		BuildID:  build,
-		MaxBytes: cacheMax(),
-		Build:    h.buildFixture,
-		OnBuilt:  h.fixtureBuilt,
+		Root:         root,
+		Project:      cfg.StartDir,
+		BuildID:      build,
+		MaxBytes:     max,
+		Build:        h.buildFixture,
+		Plan:         h.plan,
+		Scratch:      filepath.Join(cfg.RunDir, "fixtures"),
+		Run:          h.run,
+		BuildTimeout: cfg.BuildTimeout,
+		OnBuilt:      h.fixtureBuilt,
+		Log:          cfg.Notes,
 	}
 	return h, nil
 }
@@ -105,16 +129,31 @@ func BuildID() (string, error) {
 	return buildID.id, buildID.err
 }
 
-func cacheMax() int64 {
-	v := os.Getenv("PROVIUM_FIXTURE_CACHE_MAX")
+// cacheMax is $PROVIUM_FIXTURE_CACHE_MAX in bytes: a size such as "20G"
+// or "512M", or a plain number of bytes; 0 when unset.
+func cacheMax() (int64, error) {
+	v := strings.TrimSpace(os.Getenv("PROVIUM_FIXTURE_CACHE_MAX"))
 	if v == "" {
-		return 0
+		return 0, nil
+	}
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > 0 {
+		return n, nil
 	}
 	n, err := size.ParseMiB(v)
-	if err != nil {
-		return 0
+	if err != nil || n <= 0 || strings.IndexFunc(v, func(r rune) bool { return r >= 'A' }) < 0 {
+		return 0, fmt.Errorf("PROVIUM_FIXTURE_CACHE_MAX=%q: want a size such as 20G or 512M, or a number of bytes", v)
 	}
-	return int64(n) << 20
+	return int64(n) << 20, nil
+}
+
+// plan works out the boot a fixture's manifest describes, in this
+// checkout on this machine.
+func (h *Harness) plan(b fixture.Boot) (machine.Plan, error) {
+	p, err := h.profiles.Get(b.Profile)
+	if err != nil {
+		return machine.Plan{}, err
+	}
+	return machine.PlanBoot(p, h.fixtures.Options(b), nil)
 }
 
 // RunFile runs one Lua file. log receives the file's console output and call
@@ -167,8 +206,10 @@ func (h *Harness) fixtureBuilt(ctx context.Context, name string, d time.Duration
 	emitFrom(ctx, h.emit)(result.Event{Kind: result.FixtureBuilt, Name: name, Duration: d})
 }
 
-// Close kills every VM the harness still has.
+// Close stops the fixture builds still running and kills every VM the
+// harness still has.
 func (h *Harness) Close() {
+	h.endRun(errors.New("the run ended"))
 	h.mu.Lock()
 	vms := make([]*machine.VM, 0, len(h.live))
 	for vm := range h.live {

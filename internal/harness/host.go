@@ -13,6 +13,7 @@ import (
 	"github.com/provium/provium/internal/fixture"
 	"github.com/provium/provium/internal/luaapi"
 	"github.com/provium/provium/internal/machine"
+	"github.com/provium/provium/internal/pool"
 	"github.com/provium/provium/internal/result"
 )
 
@@ -40,11 +41,15 @@ func (h *Harness) newHost(file string, log io.Writer, emit func(result.Event), c
 // hostVM is a machine.VM whose boot takes its share of the resource pool.
 type hostVM struct {
 	*machine.VM
-	host *fileHost
+	host    *fileHost
+	profile string // the profile it was created from; "" if resumed
 
 	mu      sync.Mutex
 	release func()
 	started time.Time // when the boot or resume that made it ready began
+	// origin is how the VM's machine was first booted: by vm:boot, or
+	// by the fixture it was resumed from.
+	origin fixture.Boot
 }
 
 func (v *hostVM) setRelease(f func()) {
@@ -68,16 +73,17 @@ func (v *hostVM) Boot(ctx context.Context, opts machine.BootOptions) error {
 	if v.State() != machine.StateCreated {
 		return v.VM.Boot(ctx, opts) // the VM names its state
 	}
-	if opts.MemoryMiB <= 0 {
-		opts.MemoryMiB = 512
-	}
-	if opts.CPUs <= 0 {
-		opts.CPUs = 1
+	opts = opts.WithDefaults()
+	if err := opts.Check(); err != nil {
+		return fmt.Errorf("boot %s: %w", v.Name(), err)
 	}
 	if err := v.acquire(ctx, opts.MemoryMiB, opts.CPUs); err != nil {
 		return fmt.Errorf("boot %s: %w", v.Name(), err)
 	}
 	v.host.h.track(v.VM, true)
+	v.mu.Lock()
+	v.origin = v.host.h.fixtures.BootOf(v.profile, opts)
+	v.mu.Unlock()
 	return v.VM.Boot(ctx, opts)
 }
 
@@ -133,7 +139,7 @@ func (fh *fileHost) Create(name string) (luaapi.Machine, error) {
 		return nil, err
 	}
 	vmName := fmt.Sprintf("%s#%d", name, fh.h.seq.Add(1))
-	v := &hostVM{host: fh}
+	v := &hostVM{host: fh, profile: name}
 	cfg := fh.machineConfig(vmName, v)
 	cfg.Profile = p
 	v.VM = machine.New(cfg)
@@ -163,7 +169,7 @@ func (fh *fileHost) Fixture(ctx context.Context, name string) (luaapi.Machine, e
 		v, err := fh.resume(ctx, e)
 		if err == nil {
 			fh.mu.Lock()
-			fh.uses = append(fh.uses, fixture.Use{Name: name, Script: script, Key: e.Key})
+			fh.uses = append(fh.uses, fixture.Use{Name: name, Script: fh.h.fixtures.Ref(script), Key: e.Key})
 			fh.mu.Unlock()
 			return v, nil
 		}
@@ -177,7 +183,7 @@ func (fh *fileHost) Fixture(ctx context.Context, name string) (luaapi.Machine, e
 
 func (fh *fileHost) resume(ctx context.Context, e *fixture.Entry) (*hostVM, error) {
 	vmName := fmt.Sprintf("%s#%d", e.Name, fh.h.seq.Add(1))
-	v := &hostVM{host: fh}
+	v := &hostVM{host: fh, origin: e.Boot}
 	if err := v.acquire(ctx, e.Shape.MemoryMiB, e.Shape.CPUs); err != nil {
 		return nil, fmt.Errorf("fixture %q: %w", e.Name, err)
 	}
@@ -221,6 +227,9 @@ func (h *Harness) buildFixture(ctx context.Context, name, script string) (*fixtu
 	// The build's events go to the file that asked for the fixture.
 	emit := emitFrom(ctx, h.emit)
 	host := h.newHost(script, logFile, emit, chain)
+	// The build's VMs belong to the build, not to the file that asked
+	// for it: that file's end must not take them back from the pool.
+	ctx = pool.WithoutScope(ctx)
 	res := luaapi.Run(ctx, luaapi.Options{Path: script, StartDir: h.cfg.StartDir, Host: host, Log: logFile, Fixture: true})
 	var last *hostVM
 	host.mu.Lock()
@@ -248,7 +257,10 @@ func (h *Harness) buildFixture(ctx context.Context, name, script string) (*fixtu
 		return nil, fmt.Errorf("its last VM %s is not running (state: %s)", last.Name(), last.State())
 	}
 	os.Remove(logPath)
-	return &fixture.Built{VM: last.VM, Loaded: res.Loaded, Uses: uses}, nil
+	last.mu.Lock()
+	origin := last.origin
+	last.mu.Unlock()
+	return &fixture.Built{VM: last.VM, Boot: origin, Loaded: res.Loaded, Uses: uses}, nil
 }
 
 // buildError is the error of a fixture script that failed: its first

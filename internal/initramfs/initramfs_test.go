@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	"github.com/cavaliergopher/cpio"
+
+	"github.com/provium/provium/internal/cache"
 )
 
 type entry struct {
@@ -309,15 +311,15 @@ func TestCached(t *testing.T) {
 		_, err := io.WriteString(w, "archive")
 		return err
 	}
-	p1, err := Cached(dir, "root", []byte("k1"), write)
+	p1, err := Cached(dir, "root", cache.Key("k1"), write)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p2, err := Cached(dir, "root", []byte("k1"), write)
+	p2, err := Cached(dir, "root", cache.Key("k1"), write)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p3, err := Cached(dir, "root", []byte("k2"), write)
+	p3, err := Cached(dir, "root", cache.Key("k2"), write)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -332,7 +334,7 @@ func TestCached(t *testing.T) {
 	}
 
 	boom := errors.New("boom")
-	_, err = Cached(dir, "root", []byte("k3"), func(w io.Writer) error { io.WriteString(w, "half"); return boom })
+	_, err = Cached(dir, "root", cache.Key("k3"), func(w io.Writer) error { io.WriteString(w, "half"); return boom })
 	if !errors.Is(err, boom) {
 		t.Errorf("error %v, want boom", err)
 	}
@@ -353,7 +355,7 @@ func TestCachedConcurrent(t *testing.T) {
 	errs := make(chan error, n)
 	for range n {
 		go func() {
-			p, err := Cached(dir, "x", []byte("same"), func(w io.Writer) error {
+			p, err := Cached(dir, "x", cache.Key("same"), func(w io.Writer) error {
 				_, err := w.Write(bytes.Repeat([]byte("y"), 3<<20))
 				return err
 			})
@@ -384,20 +386,20 @@ func TestCachedConcurrent(t *testing.T) {
 func TestCachedIsBounded(t *testing.T) {
 	dir := t.TempDir()
 	write := func(w io.Writer) error { _, err := io.WriteString(w, "x"); return err }
-	first, err := Cached(dir, "initrd", []byte("key 0"), write)
+	first, err := Cached(dir, "initrd", cache.Key("key 0"), write)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := 1; i <= keepArchives; i++ {
 		// Used again before each new one: it stays among the recent.
-		if _, err := Cached(dir, "initrd", []byte("key 0"), write); err != nil {
+		if _, err := Cached(dir, "initrd", cache.Key("key 0"), write); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := Cached(dir, "initrd", []byte(fmt.Sprintf("key %d", i)), write); err != nil {
+		if _, err := Cached(dir, "initrd", cache.Key(fmt.Sprintf("key %d", i)), write); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := Cached(dir, "busybox", []byte("other"), write); err != nil {
+	if _, err := Cached(dir, "busybox", cache.Key("other"), write); err != nil {
 		t.Fatal(err)
 	}
 	archives, _ := filepath.Glob(filepath.Join(dir, "initrd-*.cpio"))

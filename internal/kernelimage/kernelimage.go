@@ -18,10 +18,8 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
-	"crypto/sha256"
 	"debug/elf"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -31,7 +29,7 @@ import (
 
 	"github.com/pierrec/lz4/v4"
 
-	"github.com/provium/provium/internal/cachedir"
+	"github.com/provium/provium/internal/cache"
 )
 
 // keepKernels is how many extracted kernels the cache keeps (about 50 MB
@@ -277,65 +275,67 @@ func hasPVHNote(seg io.Reader, bo binary.ByteOrder, entrySize int) bool {
 	}
 }
 
-type memoKey struct {
-	path, cacheDir string
-	size, mtime    int64
-}
-
-type memoResult struct {
-	path string
-	err  error
-}
-
-// memo spares repeated calls from hashing the image again; the key changes
-// when the file is replaced or rewritten.
-var memo sync.Map // memoKey → memoResult
-
 // PVH returns a kernel QEMU can boot through its PVH entry point for the
 // kernel image at path: path itself if it is already such an ELF, else the
 // ELF extracted from the bzImage, cached in cacheDir under a name derived
 // from the SHA-256 of the image's content. It returns an error wrapping
-// ErrUnsupported when neither works; the caller then boots path as it is.
+// ErrUnsupported when neither works, or when booting it through PVH was
+// seen to fail (see Remember); the caller then boots path as it is.
 func PVH(path, cacheDir string) (string, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return "", fmt.Errorf("kernel image %s: %w", path, err)
-	}
-	key := memoKey{path: path, cacheDir: cacheDir, size: fi.Size(), mtime: fi.ModTime().UnixNano()}
-	if res, ok := remembered(key); ok {
-		return res.path, res.err
+	if works, known := Known(path, cacheDir); known && !works {
+		return "", fmt.Errorf("kernel image %s: its PVH entry did not boot before: %w", path, ErrUnsupported)
 	}
 	// VMs booting at once for the first time extract the kernel once.
 	extracting.Lock()
 	defer extracting.Unlock()
-	if res, ok := remembered(key); ok {
-		return res.path, res.err
-	}
-	out, err := pvh(path, cacheDir)
-	// Only outcomes fixed by the image's content are worth remembering;
-	// I/O errors may clear up.
-	if err == nil || errors.Is(err, ErrUnsupported) {
-		memo.Store(key, memoResult{out, err})
-	}
-	return out, err
+	return pvh(path, cacheDir)
 }
 
 var extracting sync.Mutex
 
-// remembered returns what PVH found for key earlier in this process, if
-// it still holds.
-func remembered(key memoKey) (memoResult, bool) {
-	v, ok := memo.Load(key)
-	if !ok {
-		return memoResult{}, false
+// Remember records whether the kernel image at path booted through its
+// PVH entry, beside its extraction in cacheDir: some kernels carry the
+// entry and still do not come up through it under a given QEMU.
+func Remember(path, cacheDir string, works bool) error {
+	memo, err := statusFile(path, cacheDir)
+	if err != nil {
+		return err
 	}
-	res := v.(memoResult)
-	if res.err != nil {
-		return memoResult{err: res.err}, true
+	status := "fails\n"
+	if works {
+		status = "works\n"
 	}
-	// Someone may have cleaned the cache since.
-	_, err := os.Stat(res.path)
-	return res, err == nil
+	return cache.WriteFile(memo, 0o644, func(w io.Writer) error {
+		_, err := io.WriteString(w, status)
+		return err
+	})
+}
+
+// Known reports what Remember recorded for the image at path, if anything.
+func Known(path, cacheDir string) (works, known bool) {
+	memo, err := statusFile(path, cacheDir)
+	if err != nil {
+		return false, false
+	}
+	b, err := os.ReadFile(memo)
+	if err != nil {
+		return false, false
+	}
+	switch string(b) {
+	case "works\n":
+		return true, true
+	case "fails\n":
+		return false, true
+	}
+	return false, false
+}
+
+func statusFile(path, cacheDir string) (string, error) {
+	sum, err := cache.Hash(path)
+	if err != nil {
+		return "", fmt.Errorf("kernel image %s: %w", path, err)
+	}
+	return filepath.Join(cacheDir, sum[:16]+".pvh"), nil
 }
 
 func pvh(path, cacheDir string) (string, error) {
@@ -355,63 +355,41 @@ func pvh(path, cacheDir string) (string, error) {
 	if _, _, err := payload(f, fi.Size()); err != nil {
 		return "", fmt.Errorf("kernel image %s: %w", path, err)
 	}
-	h := sha256.New()
-	if _, err := io.Copy(h, io.NewSectionReader(f, 0, fi.Size())); err != nil {
+	sum, err := cache.Hash(path)
+	if err != nil {
 		return "", fmt.Errorf("kernel image %s: %w", path, err)
 	}
-	name := hex.EncodeToString(h.Sum(nil))[:16]
-	out := filepath.Join(cacheDir, name+".elf")
+	out := filepath.Join(cacheDir, sum[:16]+".elf")
 	if c, err := os.Open(out); err == nil {
 		ok := HasPVHEntry(c)
 		c.Close()
 		if ok {
-			cachedir.Used(out)
+			cache.Touch(out)
 			return out, nil
 		}
-		// Not what this package renames into place; extract it afresh.
+		// Not what this package publishes; extract it afresh.
 	}
-	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
-		return "", fmt.Errorf("kernel image %s: %w", path, err)
-	}
-	// Other processes may be extracting the same image; each writes its
-	// own temporary file and the rename publishes a complete one.
-	tmp, err := os.CreateTemp(cacheDir, "."+name+".*.tmp")
+	// The cached file outlives this process and is trusted on sight, so
+	// it is published whole (other processes may be extracting the same
+	// image): see cache.WriteFile.
+	err = cache.WriteFile(out, 0o644, func(w io.Writer) error {
+		if err := Extract(f, fi.Size(), w); err != nil {
+			return fmt.Errorf("extract: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
 		return "", fmt.Errorf("kernel image %s: %w", path, err)
 	}
-	renamed := false
-	defer func() {
-		if !renamed {
-			tmp.Close()
-			os.Remove(tmp.Name())
+	if c, err := os.Open(out); err != nil || !HasPVHEntry(c) {
+		if c != nil {
+			c.Close()
 		}
-	}()
-	bw := bufio.NewWriterSize(tmp, 1<<20)
-	if err := Extract(f, fi.Size(), bw); err != nil {
-		return "", fmt.Errorf("kernel image %s: extract: %w", path, err)
-	}
-	if err := bw.Flush(); err != nil {
-		return "", fmt.Errorf("kernel image %s: %w", path, err)
-	}
-	if !HasPVHEntry(tmp) {
+		os.Remove(out)
 		return "", fmt.Errorf("kernel image %s: extracted kernel has no PVH entry: %w", path, ErrUnsupported)
+	} else {
+		c.Close()
 	}
-	// The cached file outlives this process and is trusted on sight, so it
-	// must survive a crash intact; CreateTemp's 0600 would also hide it
-	// from a QEMU running as another user.
-	if err := tmp.Chmod(0o644); err != nil {
-		return "", fmt.Errorf("kernel image %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return "", fmt.Errorf("kernel image %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return "", fmt.Errorf("kernel image %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), out); err != nil {
-		return "", fmt.Errorf("kernel image %s: %w", path, err)
-	}
-	renamed = true
-	cachedir.Prune(cacheDir, "*.elf", keepKernels)
+	cache.Prune(cacheDir, "*.elf", cache.Limit{MaxEntries: keepKernels}, out)
 	return out, nil
 }

@@ -331,7 +331,7 @@ func TestPVH(t *testing.T) {
 	elf := testELF(true, 0x1000000)
 	for _, tc := range testImages(t, elf) {
 		t.Run(tc.name, func(t *testing.T) {
-			t.Cleanup(memo.Clear)
+			t.Setenv("PROVIUM_CACHE", t.TempDir())
 			dir := t.TempDir()
 			image := filepath.Join(dir, "vmlinuz")
 			writeFile(t, image, tc.img)
@@ -364,7 +364,6 @@ func TestPVH(t *testing.T) {
 			if err := os.Chtimes(got, old, old); err != nil {
 				t.Fatal(err)
 			}
-			memo.Clear()
 			again, err := PVH(image, cacheDir)
 			if err != nil || again != got {
 				t.Fatalf("second PVH = %s, %v; want %s", again, err, got)
@@ -385,14 +384,15 @@ func TestPVH(t *testing.T) {
 	}
 }
 
-func TestPVHMemo(t *testing.T) {
-	t.Cleanup(memo.Clear)
+// An image rewritten in place, even with the same size and modification
+// time, is a new image: its extraction is not the old one's.
+func TestPVHNoticesARewrite(t *testing.T) {
+	t.Setenv("PROVIUM_CACHE", t.TempDir())
 	dir := t.TempDir()
 	image := filepath.Join(dir, "vmlinuz")
 	cacheDir := filepath.Join(dir, "cache")
 	elf := testELF(true, 0x1000000)
-	img := bzImage(3, withSize(gzipData(t, elf), len(elf)))
-	writeFile(t, image, img)
+	writeFile(t, image, bzImage(3, withSize(gzipData(t, elf), len(elf))))
 	first, err := PVH(image, cacheDir)
 	if err != nil {
 		t.Fatal(err)
@@ -401,52 +401,63 @@ func TestPVHMemo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-
-	// Same size and mtime: the memo answers without reading the image,
-	// so the changed content goes unnoticed.
-	img[0x300] ^= 1 // setup code: a new hash, the same kernel
-	writeFile(t, image, img)
+	img2 := readFile(t, image)
+	img2[0x300] ^= 1 // setup code: a new image, the same size
+	elf2 := elf
+	writeFile(t, image, img2)
 	if err := os.Chtimes(image, fi.ModTime(), fi.ModTime()); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := PVH(image, cacheDir); err != nil || got != first {
-		t.Fatalf("PVH with memo = %s, %v; want %s", got, err, first)
-	}
-
-	// The cache was cleaned: the memo must not hand out a missing file.
-	if err := os.RemoveAll(cacheDir); err != nil {
 		t.Fatal(err)
 	}
 	got, err := PVH(image, cacheDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum := sha256.Sum256(img)
-	if want := filepath.Join(cacheDir, hex.EncodeToString(sum[:])[:16]+".elf"); got != want {
-		t.Fatalf("PVH after cache removal = %s, want %s", got, want)
+	if got == first || !bytes.Equal(readFile(t, got), elf2) {
+		t.Fatalf("PVH after a rewrite = %s, want a new file holding the new kernel", got)
 	}
-	if !bytes.Equal(readFile(t, got), elf) {
-		t.Fatal("PVH after cache removal: cached kernel differs from the ELF in the image")
+	// The cache was cleaned: the kernel is extracted again.
+	if err := os.RemoveAll(cacheDir); err != nil {
+		t.Fatal(err)
 	}
+	if again, err := PVH(image, cacheDir); err != nil || again != got || !bytes.Equal(readFile(t, again), elf2) {
+		t.Fatalf("PVH after cache removal = %s, %v", again, err)
+	}
+}
 
-	// A new mtime invalidates the memo.
-	elf3 := testELF(true, 0x3000000)
-	writeFile(t, image, bzImage(3, withSize(lz4Legacy(t, elf3, 4096, false), len(elf3))))
-	later := fi.ModTime().Add(time.Minute)
-	if err := os.Chtimes(image, later, later); err != nil {
+// A kernel whose PVH entry did not boot is booted as a bzImage from then
+// on; one that did is remembered too.
+func TestRememberPVH(t *testing.T) {
+	t.Setenv("PROVIUM_CACHE", t.TempDir())
+	dir := t.TempDir()
+	image := filepath.Join(dir, "vmlinuz")
+	cacheDir := filepath.Join(dir, "cache")
+	elf := testELF(true, 0x1000000)
+	writeFile(t, image, bzImage(3, withSize(gzipData(t, elf), len(elf))))
+	if _, known := Known(image, cacheDir); known {
+		t.Fatal("an image never booted has a known outcome")
+	}
+	if _, err := PVH(image, cacheDir); err != nil {
 		t.Fatal(err)
 	}
-	got3, err := PVH(image, cacheDir)
-	if err != nil {
+	if err := Remember(image, cacheDir, false); err != nil {
 		t.Fatal(err)
 	}
-	if got3 == got || !bytes.Equal(readFile(t, got3), elf3) {
-		t.Fatalf("PVH after rewrite = %s, want a new file holding the new kernel", got3)
+	if works, known := Known(image, cacheDir); !known || works {
+		t.Fatalf("Known = %v, %v after a failed boot", works, known)
+	}
+	if _, err := PVH(image, cacheDir); !errors.Is(err, ErrUnsupported) {
+		t.Fatalf("PVH of a kernel whose entry failed = %v, want ErrUnsupported", err)
+	}
+	if err := Remember(image, cacheDir, true); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := PVH(image, cacheDir); err != nil || got == image {
+		t.Fatalf("PVH after a working boot = %s, %v", got, err)
 	}
 }
 
 func TestPVHConcurrent(t *testing.T) {
-	t.Cleanup(memo.Clear)
+	t.Setenv("PROVIUM_CACHE", t.TempDir())
 	dir := t.TempDir()
 	image := filepath.Join(dir, "vmlinuz")
 	cacheDir := filepath.Join(dir, "cache")
@@ -475,7 +486,7 @@ func TestPVHConcurrent(t *testing.T) {
 }
 
 func TestPVHAlreadyELF(t *testing.T) {
-	t.Cleanup(memo.Clear)
+	t.Setenv("PROVIUM_CACHE", t.TempDir())
 	dir := t.TempDir()
 	image := filepath.Join(dir, "vmlinux")
 	writeFile(t, image, testELF(true, 0x1000000))
@@ -502,12 +513,12 @@ func TestPVHUnsupported(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			t.Cleanup(memo.Clear)
+			t.Setenv("PROVIUM_CACHE", t.TempDir())
 			dir := t.TempDir()
 			image := filepath.Join(dir, "vmlinuz")
 			writeFile(t, image, tc.img)
 			cacheDir := filepath.Join(dir, "cache")
-			for i := range 2 { // the second answer comes from the memo
+			for i := range 2 { // the same answer twice
 				got, err := PVH(image, cacheDir)
 				if !errors.Is(err, ErrUnsupported) {
 					t.Fatalf("PVH call %d = %q, %v; want ErrUnsupported", i, got, err)
@@ -529,7 +540,7 @@ func TestPVHMissing(t *testing.T) {
 }
 
 func TestRealKernel(t *testing.T) {
-	// Where `provium setup` puts the kernel (see profile.KernelCacheDir,
+	// Where `provium setup` puts the kernel (see cache.KernelPackage,
 	// which this package cannot import without risking a cycle).
 	cache := os.Getenv("PROVIUM_CACHE")
 	if cache == "" {
@@ -570,7 +581,7 @@ func TestRealKernel(t *testing.T) {
 		t.Fatal("extracted kernel has no PVH entry")
 	}
 
-	t.Cleanup(memo.Clear)
+	t.Setenv("PROVIUM_CACHE", t.TempDir())
 	cacheDir := t.TempDir()
 	start = time.Now()
 	got, err := PVH(path, cacheDir)
@@ -578,7 +589,6 @@ func TestRealKernel(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("PVH, cold: %v", time.Since(start))
-	memo.Clear()
 	start = time.Now()
 	if again, err := PVH(path, cacheDir); err != nil || again != got {
 		t.Fatalf("PVH from disk cache = %s, %v; want %s", again, err, got)

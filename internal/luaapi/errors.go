@@ -37,6 +37,8 @@ func infrastructure(err error) bool {
 		return false
 	case errors.Is(err, context.Canceled):
 		return false
+	case errors.Is(err, machine.ErrBadOptions):
+		return false
 	case errors.As(err, &se):
 		return se.state == machine.StateDead
 	}

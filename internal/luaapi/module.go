@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	lua "github.com/yuin/gopher-lua"
+
+	"github.com/provium/provium/internal/result"
 )
 
 // module builds the provium module table; Run installs it both as the
@@ -52,6 +54,9 @@ func (rt *script) fixture(L *lua.LState) int {
 	if err != nil {
 		if rt.ctx.Err() != nil {
 			L.RaiseError("%s: %s", call, rt.stopped())
+		}
+		if ge := result.Guest(err); ge != nil {
+			rt.raiseGuest(L, fmt.Sprintf("%s: %v", call, err), ge)
 		}
 		L.RaiseError("%s: %v", call, err)
 	}

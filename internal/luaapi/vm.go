@@ -119,10 +119,11 @@ func (rt *script) boot(L *lua.LState) int {
 // bootOptions reads vm:boot's options. Relative host paths resolve
 // against the start directory, like dofile.
 func (rt *script) bootOptions(L *lua.LState, n int) machine.BootOptions {
-	o := checkOpts(L, n, "memory", "cpus", "files", "disks")
+	o := checkOpts(L, n, "memory", "cpus", "files", "disks", "boot_timeout")
 	bo := machine.BootOptions{
-		MemoryMiB: o.sizeMiB("memory", 512),
-		CPUs:      o.count("cpus", 1),
+		MemoryMiB:   o.sizeMiB("memory", machine.DefaultMemoryMiB),
+		CPUs:        o.count("cpus", machine.DefaultCPUs),
+		BootTimeout: o.seconds("boot_timeout", 0),
 	}
 	if v := o.get("files"); v != lua.LNil {
 		t, ok := v.(*lua.LTable)

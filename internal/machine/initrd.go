@@ -1,13 +1,13 @@
 package machine
 
 import (
-	"crypto/sha256"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"sync"
 
+	"github.com/provium/provium/internal/cache"
 	"github.com/provium/provium/internal/initramfs"
 	"github.com/provium/provium/internal/kmod"
 	"github.com/provium/provium/internal/profile"
@@ -25,16 +25,6 @@ func AgentBinary() (string, error) {
 		return "", fmt.Errorf("locate the agent binary: %w", err)
 	}
 	return exe, nil
-}
-
-// identity is a cheap stand-in for a file's content in cache keys: a file
-// rewritten in place changes size or mtime.
-func identity(path string) (string, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return "", err
-	}
-	return fmt.Sprintf("%s|%d|%d", path, st.Size(), st.ModTime().UnixNano()), nil
 }
 
 var modulesCache sync.Map // modules dir and set -> []string
@@ -80,27 +70,29 @@ func baseInitrd(p *profile.Profile, disks bool, transport boot.Transport) (strin
 	if err != nil {
 		return "", err
 	}
-	h := sha256.New()
-	id, err := identity(agent)
+	// A derived archive, keyed by what it is made of: the versions
+	// (fingerprints) of the agent, the modules and the profile's archive.
+	parts := []string{"shim/1"}
+	fp, err := cache.Fingerprint(agent)
 	if err != nil {
 		return "", fmt.Errorf("agent binary: %w", err)
 	}
-	fmt.Fprintln(h, "shim", id)
+	parts = append(parts, agent, fp)
 	for _, m := range mods {
-		fmt.Fprintln(h, m)
+		fp, err := cache.Fingerprint(m)
+		if err != nil {
+			return "", fmt.Errorf("guest modules: %w", err)
+		}
+		parts = append(parts, m, fp)
 	}
-	var userID string
 	if p.Initrd != "" {
-		if userID, err = identity(p.Initrd); err != nil {
+		fp, err := cache.Fingerprint(p.Initrd)
+		if err != nil {
 			return "", fmt.Errorf("profile %s: initrd: %w", p.Name, err)
 		}
-		fmt.Fprintln(h, "initrd", userID)
+		parts = append(parts, "initrd", p.Initrd, fp)
 	}
-	dir := filepath.Join(profile.CacheDir(), "initramfs")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
-	return initramfs.Cached(dir, "initrd", h.Sum(nil), func(w io.Writer) error {
+	return initramfs.Cached(cache.Initramfs(), "initrd", cache.Key(parts...), func(w io.Writer) error {
 		if p.Initrd != "" {
 			if err := appendFile(w, p.Initrd); err != nil {
 				return err

@@ -10,10 +10,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/provium/provium/internal/cache"
 	"github.com/provium/provium/internal/client"
 	"github.com/provium/provium/internal/kernelimage"
 	"github.com/provium/provium/internal/profile"
@@ -25,9 +25,9 @@ import (
 
 // Deadlines of the lifecycle.
 const (
-	BootTimeout     = 30 * time.Second
-	ShutdownTimeout = 10 * time.Second
-	ResumeTimeout   = 30 * time.Second
+	DefaultBootTimeout = 30 * time.Second // up to a working agent; a profile or vm:boot may set another
+	ShutdownTimeout    = 10 * time.Second
+	ResumeTimeout      = 30 * time.Second
 )
 
 // State is where a VM is in its life.
@@ -182,27 +182,74 @@ func (vm *VM) Boot(ctx context.Context, opts BootOptions) error {
 	}
 	vm.mu.Unlock()
 	start := time.Now()
-	opts = opts.WithDefaults()
 	p := vm.cfg.Profile
-	if err := os.MkdirAll(vm.cfg.Dir, 0o755); err != nil {
-		return fmt.Errorf("boot %s: %w", vm.cfg.Name, err)
+	plan, err := PlanBoot(p, opts, vm.cfg.Log)
+	if errors.Is(err, ErrBadOptions) {
+		return fmt.Errorf("boot %s: %w", vm.cfg.Name, err) // still bootable with others
 	}
-	transport := ChooseTransport()
-	initrd, err := bootInitrd(p, vm.cfg.Dir, opts, transport)
 	if err != nil {
 		vm.stop(StateDead)
 		return fmt.Errorf("boot %s: %w", vm.cfg.Name, err)
 	}
-	vm.shape = newShape(p, opts, transport, bootKernel(p.Kernel, vm.cfg.Log), initrd)
-	ctx, cancel := context.WithTimeout(ctx, BootTimeout)
+	if err := os.MkdirAll(vm.cfg.Dir, 0o755); err != nil {
+		vm.stop(StateDead)
+		return fmt.Errorf("boot %s: %w", vm.cfg.Name, err)
+	}
+	initrd, err := bootInitrd(p, vm.cfg.Dir, opts, plan.Shape.Transport)
+	if err != nil {
+		vm.stop(StateDead)
+		return fmt.Errorf("boot %s: %w", vm.cfg.Name, err)
+	}
+	vm.shape = plan.Shape
+	vm.shape.Initrd = initrd
+	ctx, cancel := context.WithTimeout(ctx, plan.BootTimeout)
 	defer cancel()
-	if err := vm.start(ctx, nil); err != nil {
-		return vm.bootError("boot", err)
+	err = vm.start(ctx, nil)
+	if err != nil && plan.TryPVH && earlyExit(err) && vm.console.Empty() {
+		// The kernel has a PVH entry that does not come up under this
+		// QEMU: it never printed a line. Booting through PVH is only a
+		// shortcut, so it must never cost a boot: boot the image, and
+		// remember not to try again.
+		vm.logf("%s: the kernel's PVH entry did not boot (%v); booting it as a bzImage from now on", vm.cfg.Name, err)
+		kernelimage.Remember(plan.Image, cache.Kernels(), false)
+		vm.discard()
+		vm.shape.Kernel = plan.Image
+		err = vm.start(ctx, nil)
+	} else if err == nil && plan.TryPVH {
+		kernelimage.Remember(plan.Image, cache.Kernels(), true)
+	}
+	if err != nil {
+		return vm.bootError("boot", err, plan.BootTimeout)
 	}
 	if vm.cfg.OnReady != nil {
 		vm.cfg.OnReady(false, time.Since(start))
 	}
 	return nil
+}
+
+// earlyExit reports whether a start failed because QEMU exited.
+func earlyExit(err error) bool { return errors.Is(err, qemu.ErrExited) }
+
+// discard ends the QEMU of a failed start so that the VM can start again:
+// unlike stop, it keeps the VM's directory and its place in the pool.
+func (vm *VM) discard() {
+	vm.mu.Lock()
+	proc, sess := vm.proc, vm.sess
+	vm.proc, vm.sess, vm.state = nil, nil, StateCreated
+	vm.mu.Unlock()
+	if sess != nil {
+		sess.Close()
+	}
+	if proc != nil {
+		proc.Kill()
+		proc.Wait()
+	}
+}
+
+func (vm *VM) logf(format string, args ...any) {
+	if vm.cfg.Log != nil {
+		fmt.Fprintf(vm.cfg.Log, "[%s] "+format+"\n", append([]any{vm.cfg.Name}, args...)...)
+	}
 }
 
 // newShape is the machine a profile boots with opts: its kernel command
@@ -228,25 +275,10 @@ func newShape(p *profile.Profile, opts BootOptions, transport boot.Transport, ke
 	}
 }
 
-// bootKernel returns what QEMU boots for the kernel image at path: the
-// ELF inside it when it has a PVH entry point, which skips the firmware's
-// bzImage loader and the kernel's decompressor (half a second of every
-// cold boot under TCG), else the image itself.
-func bootKernel(path string, log io.Writer) string {
-	k, err := kernelimage.PVH(path, filepath.Join(profile.CacheDir(), "vmlinux"))
-	if err != nil {
-		if !errors.Is(err, kernelimage.ErrUnsupported) && log != nil {
-			fmt.Fprintf(log, "booting %s as a bzImage: %v\n", path, err)
-		}
-		return path
-	}
-	return k
-}
-
-func (vm *VM) bootError(what string, err error) error {
+func (vm *VM) bootError(what string, err error, timeout time.Duration) error {
 	vm.Kill()
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, client.ErrTimeout) {
-		err = fmt.Errorf("no agent after %s", BootTimeout)
+		err = fmt.Errorf("no agent after %s (a slow kernel needs a longer boot_timeout, in its profile or vm:boot's options)", timeout)
 	}
 	if errors.Is(err, qemu.ErrExited) && vm.console.Empty() {
 		err = fmt.Errorf("%w; the console stayed empty", err)

@@ -1,5 +1,7 @@
 package machine
 
+import "time"
+
 // The shape of a VM booted without saying otherwise.
 const (
 	DefaultMemoryMiB = 512
@@ -12,6 +14,9 @@ type BootOptions struct {
 	CPUs      int               // 0: DefaultCPUs
 	Files     map[string]string // guest path -> host path, injected into the initramfs
 	Disks     []Disk
+	// BootTimeout bounds the boot up to a working agent; 0 takes the
+	// profile's, else DefaultBootTimeout.
+	BootTimeout time.Duration
 }
 
 // WithDefaults fills in what o leaves unset.

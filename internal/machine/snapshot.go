@@ -3,18 +3,20 @@ package machine
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
+
+	"github.com/provium/provium/internal/cache"
 )
 
 // Snapshot quiesces the agent (no workers, no jobs, no call in flight),
-// saves the VM's whole state to path and stops the VM. The file appears
-// under its final name only once complete, so an interrupted snapshot
-// leaves nothing that looks usable.
-func (vm *VM) Snapshot(ctx context.Context, path string) (Shape, error) {
+// saves the VM's whole state into the directory dir and stops the VM. dir
+// gets the migration stream (SnapshotFile) and a copy of the initramfs the
+// VM booted from (InitrdFile): a restore needs the very machine that was
+// saved. The returned shape names that copy. Each file appears under its
+// name only once complete.
+func (vm *VM) Snapshot(ctx context.Context, dir string) (Shape, error) {
 	vm.mu.Lock()
 	state, proc, sess := vm.state, vm.proc, vm.sess
 	vm.mu.Unlock()
@@ -24,56 +26,27 @@ func (vm *VM) Snapshot(ctx context.Context, path string) (Shape, error) {
 	if err := sess.Quiesce(ctx); err != nil {
 		return Shape{}, vm.guestError(fmt.Errorf("snapshot %s: quiesce agent: %w", vm.cfg.Name, err))
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".snapshot-*")
-	if err != nil {
-		return Shape{}, fmt.Errorf("snapshot %s: %w", vm.cfg.Name, err)
-	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
-	if err := proc.SaveSnapshot(ctx, tmp); err != nil {
-		return Shape{}, vm.guestError(fmt.Errorf("snapshot %s: %w", vm.cfg.Name, err))
-	}
-	if err := tmp.Sync(); err != nil {
-		return Shape{}, fmt.Errorf("snapshot %s: %w", vm.cfg.Name, err)
-	}
 	shape := vm.shape
-	if strings.HasPrefix(shape.Initrd, vm.cfg.Dir+string(os.PathSeparator)) {
-		// A boot-specific initramfs dies with the VM's directory, but a
-		// restore needs the very same one.
-		keep := path + ".initrd"
-		if err := copyFile(shape.Initrd, keep); err != nil {
-			return Shape{}, fmt.Errorf("snapshot %s: keep initramfs: %w", vm.cfg.Name, err)
-		}
-		shape.Initrd = keep
+	keep := filepath.Join(dir, InitrdFile)
+	if err := cache.CopyFile(keep, shape.Initrd); err != nil {
+		return Shape{}, fmt.Errorf("snapshot %s: keep the initramfs: %w", vm.cfg.Name, err)
 	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return Shape{}, fmt.Errorf("snapshot %s: %w", vm.cfg.Name, err)
+	shape.Initrd = keep
+	err := cache.FillFile(filepath.Join(dir, SnapshotFile), 0o644, func(f *os.File) error {
+		return proc.SaveSnapshot(ctx, f)
+	})
+	if err != nil {
+		return Shape{}, vm.guestError(fmt.Errorf("snapshot %s: %w", vm.cfg.Name, err))
 	}
 	vm.Kill()
 	return shape, nil
 }
 
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	tmp := dst + ".tmp"
-	out, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp)
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, dst)
-}
+// Names of a snapshot's files in its directory.
+const (
+	SnapshotFile = "snapshot"
+	InitrdFile   = "initrd"
+)
 
 // Resume starts a VM from a snapshot taken by Snapshot with the given shape.
 func Resume(ctx context.Context, cfg Config, snapshot string, shape Shape) (*VM, error) {
@@ -92,7 +65,7 @@ func Resume(ctx context.Context, cfg Config, snapshot string, shape Shape) (*VM,
 	ctx, cancel := context.WithTimeout(ctx, ResumeTimeout)
 	defer cancel()
 	if err := vm.start(ctx, f); err != nil {
-		return nil, vm.bootError("resume", err)
+		return nil, vm.bootError("resume", err, ResumeTimeout)
 	}
 	if cfg.OnReady != nil {
 		cfg.OnReady(true, time.Since(start))

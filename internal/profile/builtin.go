@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/provium/provium/internal/cache"
 	"github.com/provium/provium/internal/initramfs"
 	"github.com/provium/provium/internal/wire/boot"
 )
@@ -47,7 +48,7 @@ func FindKernel() (Kernel, error) {
 		}
 		return Kernel{Path: k, ModulesDir: mods, Source: "PROVIUM_KERNEL"}, nil
 	}
-	if k, ok := cachedKernel(KernelCacheDir()); ok {
+	if k, ok := cachedKernel(cache.KernelPackage()); ok {
 		return k, nil
 	}
 	var uts unix.Utsname
@@ -114,12 +115,12 @@ const busyboxRootVersion = "busybox-root/1"
 // BusyboxRoot returns the cached busybox root archive for busybox,
 // generating it on first use.
 func BusyboxRoot(busybox string) (string, error) {
-	st, err := os.Stat(busybox)
+	fp, err := cache.Fingerprint(busybox)
 	if err != nil {
 		return "", err
 	}
-	key := fmt.Sprintf("%s\n%s\n%d\n%d\n", busyboxRootVersion, busybox, st.Size(), st.ModTime().UnixNano())
-	return initramfs.Cached(filepath.Join(CacheDir(), "initramfs"), "busybox", []byte(key), func(w io.Writer) error {
+	key := cache.Key(busyboxRootVersion, busybox, fp)
+	return initramfs.Cached(cache.Initramfs(), "busybox", key, func(w io.Writer) error {
 		return initramfs.WriteBusyboxRoot(w, busybox)
 	})
 }
@@ -141,6 +142,7 @@ func resolveBuiltin(name string) (*Profile, error) {
 		Name:       name,
 		Kernel:     k.Path,
 		Initrd:     root,
+		InitrdFrom: bb,
 		Init:       boot.DefaultInit, // absent from the busybox root: the agent stays PID 1
 		Builtin:    true,
 		ModulesDir: k.ModulesDir,

@@ -10,14 +10,15 @@
 //	rootfs = "testdata/disk.img"
 //	init   = "/sbin/init"              # default
 //	append = "loglevel=7"
+//	pvh    = false                     # boot as a bzImage (default: PVH when it works)
+//	boot_timeout = "3m"                # up to a working agent (default 30s)
 //
 // The built-in profiles boot a kernel found in this order: $PROVIUM_KERNEL
 // (its modules in $PROVIUM_MODULES), the kernel `provium setup` extracted into
-// the cache (KernelCacheDir), and the host's /boot/vmlinuz-$(uname -r) with
-// /lib/modules/$(uname -r). Their initramfs is a root generated from the
-// static busybox at $PROVIUM_BUSYBOX or /bin/busybox, cached in
-// CacheDir()/initramfs. The cache is $PROVIUM_CACHE, else provium in the
-// user's cache directory.
+// the cache (cache.KernelPackage), and the host's /boot/vmlinuz-$(uname -r)
+// with /lib/modules/$(uname -r). Their initramfs is a root generated from
+// the static busybox at $PROVIUM_BUSYBOX or /bin/busybox, kept in
+// cache.Initramfs.
 package profile
 
 import (
@@ -28,6 +29,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/BurntSushi/toml"
 
@@ -54,7 +56,18 @@ type Profile struct {
 	Init   string // the real init, run as PID 1 after the agent starts
 	Append string // extra kernel command line
 
+	// PVH forces how the kernel boots: through the PVH entry of the ELF
+	// inside the image (true) or as a bzImage (false). Unset, Provium uses
+	// PVH for a kernel that has one until it is seen not to work.
+	PVH *bool
+	// BootTimeout bounds a boot up to a working agent; 0 for the default.
+	BootTimeout time.Duration
+
 	Builtin bool // one of the built-in profiles
+	// InitrdFrom is the file Initrd is generated from, when Provium
+	// generated it (a built-in profile's busybox); "" when Initrd is the
+	// user's own.
+	InitrdFrom string
 	// ModulesDir is the kernel's module tree, where the transport modules
 	// come from when they are not built in; "" if unknown.
 	ModulesDir string
@@ -105,11 +118,13 @@ func Load(startDir string) (*Config, error) {
 // file is the layout of provium.toml.
 type file struct {
 	Profile map[string]struct {
-		Kernel string `toml:"kernel"`
-		Initrd string `toml:"initrd"`
-		Rootfs string `toml:"rootfs"`
-		Init   string `toml:"init"`
-		Append string `toml:"append"`
+		Kernel      string `toml:"kernel"`
+		Initrd      string `toml:"initrd"`
+		Rootfs      string `toml:"rootfs"`
+		Init        string `toml:"init"`
+		Append      string `toml:"append"`
+		PVH         *bool  `toml:"pvh"`
+		BootTimeout string `toml:"boot_timeout"`
 	} `toml:"profile"`
 }
 
@@ -140,6 +155,14 @@ func (c *Config) parse() error {
 			Rootfs: c.abs(raw.Rootfs),
 			Init:   raw.Init,
 			Append: raw.Append,
+			PVH:    raw.PVH,
+		}
+		if raw.BootTimeout != "" {
+			d, err := time.ParseDuration(raw.BootTimeout)
+			if err != nil || d <= 0 {
+				return fmt.Errorf("%w: %s: profile %q: boot_timeout %q is not a duration such as \"90s\" or \"3m\"", ErrInvalid, c.Path, name, raw.BootTimeout)
+			}
+			p.BootTimeout = d
 		}
 		if p.Init == "" {
 			p.Init = boot.DefaultInit

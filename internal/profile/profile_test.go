@@ -296,18 +296,6 @@ func TestDynamicBusybox(t *testing.T) {
 	}
 }
 
-func TestCacheDir(t *testing.T) {
-	t.Setenv("PROVIUM_CACHE", "/x/y")
-	if d := CacheDir(); d != "/x/y" {
-		t.Errorf("CacheDir = %s with PROVIUM_CACHE", d)
-	}
-	t.Setenv("PROVIUM_CACHE", "")
-	t.Setenv("XDG_CACHE_HOME", "/xdg")
-	if d := CacheDir(); d != "/xdg/provium" {
-		t.Errorf("CacheDir = %s, want /xdg/provium", d)
-	}
-}
-
 func hostRelease(t *testing.T) string {
 	var uts unix.Utsname
 	if err := unix.Uname(&uts); err != nil {

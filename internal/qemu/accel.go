@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/provium/provium/internal/profile"
+	"github.com/provium/provium/internal/cache"
 )
 
 // probeTime is how long the KVM probe lets SeaBIOS run; it prints its
@@ -48,41 +49,59 @@ func KVMUsable() error {
 }
 
 func detectAccel(binary string) string {
-	if KVMUsable() != nil {
+	return decideAccel(accelDeps{
+		kvmUsable: KVMUsable,
+		probe:     func() error { return ProbeKVM(context.Background(), binary) },
+		memo:      cache.Accel(),
+		binary:    binary,
+	})
+}
+
+// accelDeps is what deciding the accelerator needs of the host.
+type accelDeps struct {
+	kvmUsable func() error
+	probe     func() error // runs a guest with KVM; nil if it works
+	memo      string       // file remembering the answer for a QEMU build
+	binary    string
+}
+
+// decideAccel picks KVM only when /dev/kvm is usable and a guest ran on
+// it. The probe's answer is remembered for the QEMU build it was made
+// with, so that each run does not pay for it again.
+func decideAccel(d accelDeps) string {
+	if d.kvmUsable() != nil {
 		return "tcg"
 	}
-	key := accelKey(binary)
-	cache := filepath.Join(profile.CacheDir(), "accel")
-	if b, err := os.ReadFile(cache); err == nil {
-		if k, v, ok := strings.Cut(strings.TrimSpace(string(b)), "\n"); ok && k == key && (v == "kvm" || v == "tcg") {
+	key := accelKey(d.binary)
+	if b, err := os.ReadFile(d.memo); err == nil {
+		if k, v, ok := strings.Cut(strings.TrimSpace(string(b)), "\n"); ok && k == key && key != "" && (v == "kvm" || v == "tcg") {
 			return v
 		}
 	}
 	accel := "tcg"
-	if ProbeKVM(context.Background(), binary) == nil {
+	if d.probe() == nil {
 		accel = "kvm"
 	}
 	if key != "" {
-		os.MkdirAll(filepath.Dir(cache), 0o755)
-		tmp := fmt.Sprintf("%s.%d", cache, os.Getpid())
-		if os.WriteFile(tmp, []byte(key+"\n"+accel+"\n"), 0o644) == nil {
-			os.Rename(tmp, cache)
-		}
+		cache.WriteFile(d.memo, 0o644, func(w io.Writer) error {
+			_, err := io.WriteString(w, key+"\n"+accel+"\n")
+			return err
+		})
 	}
 	return accel
 }
 
-// accelKey identifies a QEMU build: path, size and modification time.
+// accelKey identifies a QEMU build: its path and fingerprint.
 func accelKey(binary string) string {
 	path, err := exec.LookPath(binary)
 	if err != nil {
 		return ""
 	}
-	st, err := os.Stat(path)
+	fp, err := cache.Fingerprint(path)
 	if err != nil {
 		return ""
 	}
-	return fmt.Sprintf("%s %d %d", path, st.Size(), st.ModTime().UnixNano())
+	return path + " " + fp
 }
 
 // ProbeKVM runs QEMU with KVM on the bare firmware and returns nil if the

@@ -1,9 +1,8 @@
 package qemu
 
 import (
-	"context"
+	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 )
@@ -17,50 +16,55 @@ func TestAccelEnv(t *testing.T) {
 	}
 }
 
-func TestDetectAccelCache(t *testing.T) {
-	if KVMUsable() != nil {
-		t.Skip("/dev/kvm not usable: detection never gets to the cache")
-	}
-	cache := t.TempDir()
-	t.Setenv("PROVIUM_CACHE", cache)
-	bin, err := exec.LookPath(DefaultBinary)
-	if err != nil {
-		t.Skip(err)
-	}
-	key := accelKey(bin)
-	// A cached answer for this binary is used as is (no probe).
-	os.WriteFile(filepath.Join(cache, "accel"), []byte(key+"\nkvm\n"), 0o644)
-	if got := detectAccel(bin); got != "kvm" {
-		t.Errorf("cached kvm: detectAccel = %s", got)
-	}
-	os.WriteFile(filepath.Join(cache, "accel"), []byte(key+"\ntcg\n"), 0o644)
-	if got := detectAccel(bin); got != "tcg" {
-		t.Errorf("cached tcg: detectAccel = %s", got)
-	}
-}
-
-// TestDetectAccel checks detection against a direct probe. On a host
-// whose /dev/kvm exists but cannot run guests (nested virtualization that
-// QEMU trips on), both must say tcg.
-func TestDetectAccel(t *testing.T) {
-	if _, err := exec.LookPath(DefaultBinary); err != nil {
-		t.Skip(err)
-	}
-	t.Setenv("PROVIUM_CACHE", t.TempDir())
-	want := "tcg"
-	if KVMUsable() == nil {
-		err := ProbeKVM(context.Background(), DefaultBinary)
-		t.Logf("ProbeKVM: %v", err)
-		if err == nil {
-			want = "kvm"
-		}
-	}
-	if got := detectAccel(DefaultBinary); got != want {
-		t.Errorf("detectAccel = %s, want %s", got, want)
-	}
-	if b, err := os.ReadFile(filepath.Join(os.Getenv("PROVIUM_CACHE"), "accel")); KVMUsable() == nil && err != nil {
-		t.Errorf("no cached answer: %v", err)
-	} else {
-		t.Logf("cached: %q", b)
+// decideAccel with stand-ins for the host: KVM only when /dev/kvm opens
+// and a guest ran on it; the answer remembered per QEMU build.
+func TestDecideAccel(t *testing.T) {
+	binary := filepath.Join(t.TempDir(), "qemu-system-x86_64")
+	os.WriteFile(binary, []byte("#!/bin/sh\n"), 0o755)
+	noKVM := func() error { return errors.New("ENOENT") }
+	usable := func() error { return nil }
+	for _, tc := range []struct {
+		name   string
+		kvm    func() error
+		probe  error
+		memo   string // remembered answer, "" for none; "KEY" stands for this binary's key
+		want   string
+		probed bool
+	}{
+		{"no /dev/kvm: tcg without a probe", noKVM, nil, "", "tcg", false},
+		{"kvm that runs a guest", usable, nil, "", "kvm", true},
+		{"kvm that cannot run a guest", usable, errors.New("guest hung"), "", "tcg", true},
+		{"remembered kvm for this build", usable, errors.New("not asked"), "KEY\nkvm\n", "kvm", false},
+		{"remembered tcg for this build", usable, nil, "KEY\ntcg\n", "tcg", false},
+		{"an answer for another build is probed again", usable, nil, "/other 1:2:3\ntcg\n", "kvm", true},
+		{"a garbled answer is probed again", usable, nil, "KEY\nmaybe\n", "kvm", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			memo := filepath.Join(t.TempDir(), "accel")
+			if tc.memo != "" {
+				m := tc.memo
+				if len(m) >= 3 && m[:3] == "KEY" {
+					m = accelKey(binary) + m[3:]
+				}
+				os.WriteFile(memo, []byte(m), 0o644)
+			}
+			probed := false
+			got := decideAccel(accelDeps{
+				kvmUsable: tc.kvm,
+				probe:     func() error { probed = true; return tc.probe },
+				memo:      memo,
+				binary:    binary,
+			})
+			if got != tc.want || probed != tc.probed {
+				t.Errorf("decideAccel = %s (probed %v), want %s (probed %v)", got, probed, tc.want, tc.probed)
+			}
+			if tc.probed && tc.kvm() == nil {
+				// What was probed is remembered for next time.
+				probed = false
+				if again := decideAccel(accelDeps{kvmUsable: tc.kvm, probe: func() error { probed = true; return nil }, memo: memo, binary: binary}); again != tc.want || probed {
+					t.Errorf("second decision = %s (probed %v), want the remembered %s", again, probed, tc.want)
+				}
+			}
+		})
 	}
 }

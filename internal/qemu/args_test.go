@@ -26,10 +26,10 @@ func TestDeviceArgs(t *testing.T) {
 				"-chardev", "socket,id=port-provium.0,path=/run/x/agent.sock",
 				"-device", "virtserialport,bus=vser-provium.0.0,chardev=port-provium.0,name=provium.0",
 			},
-			[]string{"provium.transport=virtio-serial", "provium.port=provium.0"}},
+			nil},
 		{"vsock", Vsock{CID: 42},
 			[]string{"-device", "vhost-vsock-pci,guest-cid=42"},
-			[]string{"provium.transport=vsock"}},
+			nil},
 		{"disk defaults", Disk{Path: "/img/a.raw", ID: "d0"},
 			[]string{"-drive", "if=none,id=d0,file=/img/a.raw,format=raw", "-device", "virtio-blk-pci,drive=d0"},
 			nil},
@@ -93,7 +93,7 @@ func TestArgs(t *testing.T) {
 				c.Append = []string{"panic=0", "loglevel=7"}
 			},
 			console: "/dev/fd/4",
-			want:    map[string]string{"-device": "vhost-vsock-pci,guest-cid=3", "-append": fast + " console=ttyS0 provium.transport=vsock panic=0 loglevel=7"}},
+			want:    map[string]string{"-device": "vhost-vsock-pci,guest-cid=3", "-append": fast + " console=ttyS0 panic=0 loglevel=7"}},
 		{name: "incoming", incoming: 5, want: map[string]string{"-incoming": "fd:5"}, wantFlags: []string{"-S"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

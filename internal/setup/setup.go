@@ -1,7 +1,7 @@
 // Package setup installs what Provium needs on a Debian or Ubuntu host
 // (`provium setup`): QEMU and a static busybox from the distribution, and
 // a kernel for the built-in profiles, extracted from the distribution's
-// cloud kernel package into the user's cache (profile.KernelCacheDir).
+// cloud kernel package into the user's cache (cache.KernelPackage).
 //
 // It is idempotent and quick when everything is present: each step first
 // checks, and apt-get update runs at most once, only if something must be
@@ -23,8 +23,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/provium/provium/internal/cache"
 	"github.com/provium/provium/internal/initramfs"
-	"github.com/provium/provium/internal/profile"
 	"github.com/provium/provium/internal/qemu"
 )
 
@@ -48,7 +48,7 @@ type host struct {
 	root     bool
 	busybox  string // the busybox the built-in profiles would use
 	qemu     string
-	kernels  string // profile.KernelCacheDir()
+	kernels  string // cache.KernelPackage()
 	lists    string // apt's package lists
 	updated  bool
 }
@@ -67,7 +67,7 @@ func Run(ctx context.Context, out io.Writer) error {
 		root:     os.Geteuid() == 0,
 		busybox:  bb,
 		qemu:     qemu.Binary(),
-		kernels:  profile.KernelCacheDir(),
+		kernels:  cache.KernelPackage(),
 		lists:    "/var/lib/apt/lists",
 	}
 	return h.setup(ctx)
