@@ -12,6 +12,28 @@ import (
 // disk: the shim is the whole initramfs and the disk becomes a read-only /.
 func TestProfileRootfs(t *testing.T) {
 	env := NewEnv(t, nil)
+	diskProfile(t, env, "disk", map[string]string{"etc/marker": "from the disk\n"}, `append = "loglevel=6"`)
+	env.Write("tests/disk.lua", `
+local vm = provium.create("disk"):boot({memory = "256M"})
+test("the disk is the root", function()
+  assert_eq("from the disk\n", vm:read_file("/etc/marker"))
+  assert_contains(vm:exec("grep ' / ' /proc/mounts").stdout, "ro")
+  assert(not vm:exec("touch /etc/new").ok, "the root is read-only")
+end)
+test("the kernel got the profile's append", function()
+  assert_contains(vm:read_file("/proc/cmdline"), "loglevel=6")
+end)
+vm:shutdown()
+`)
+	env.Run("test", "tests/").MustPass(t)
+}
+
+// diskProfile writes a profile called name to the project's provium.toml
+// whose only image is an ext4 disk holding the busybox root plus files
+// (path in the root -> content; a path under sbin/ or bin/ is made
+// executable), and extra lines for the profile.
+func diskProfile(t *testing.T, env *Env, name string, files map[string]string, extra ...string) {
+	t.Helper()
 	root := filepath.Join(t.TempDir(), "root")
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		t.Fatal(err)
@@ -21,6 +43,7 @@ func TestProfileRootfs(t *testing.T) {
 		// Any run of the built-in profile makes it; make one.
 		env.Write("warm.lua", `provium.create("minimal"):boot():kill()`)
 		env.Run("test", "warm.lua").MustPass(t)
+		os.Remove(filepath.Join(env.Dir, "warm.lua"))
 		busyboxRoot, _ = filepath.Glob(filepath.Join(env.Cache, "initramfs", "busybox-*.cpio"))
 	}
 	if len(busyboxRoot) == 0 {
@@ -36,10 +59,18 @@ func TestProfileRootfs(t *testing.T) {
 	if out, err := unpack.CombinedOutput(); err != nil {
 		t.Fatalf("unpack: %v\n%s", err, out)
 	}
-	if err := os.WriteFile(filepath.Join(root, "etc", "marker"), []byte("from the disk\n"), 0o644); err != nil {
-		t.Fatal(err)
+	for p, content := range files {
+		mode := os.FileMode(0o644)
+		if strings.HasPrefix(p, "sbin/") || strings.HasPrefix(p, "bin/") {
+			mode = 0o755
+		}
+		full := filepath.Join(root, p)
+		os.MkdirAll(filepath.Dir(full), 0o755)
+		if err := os.WriteFile(full, []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
 	}
-	img := filepath.Join(env.Dir, "images", "disk.img")
+	img := filepath.Join(env.Dir, "images", name+".img")
 	os.MkdirAll(filepath.Dir(img), 0o755)
 	if err := os.Truncate(createFile(t, img), 64<<20); err != nil {
 		t.Fatal(err)
@@ -53,20 +84,12 @@ func TestProfileRootfs(t *testing.T) {
 			kernel = k
 		}
 	}
-	env.Write("provium.toml", "[profile.disk]\nkernel = \""+kernel+"\"\nrootfs = \"images/disk.img\"\nappend = \"loglevel=6\"\n")
-	env.Write("tests/disk.lua", `
-local vm = provium.create("disk"):boot({memory = "256M"})
-test("the disk is the root", function()
-  assert_eq("from the disk\n", vm:read_file("/etc/marker"))
-  assert_contains(vm:exec("grep ' / ' /proc/mounts").stdout, "ro")
-  assert(not vm:exec("touch /etc/new").ok, "the root is read-only")
-end)
-test("the kernel got the profile's append", function()
-  assert_contains(vm:read_file("/proc/cmdline"), "loglevel=6")
-end)
-vm:shutdown()
-`)
-	env.Run("test", "tests/").MustPass(t)
+	toml := "[profile." + name + "]\nkernel = \"" + kernel + "\"\nrootfs = \"images/" + name + ".img\"\n"
+	for _, l := range extra {
+		toml += l + "\n"
+	}
+	prev, _ := os.ReadFile(filepath.Join(env.Dir, "provium.toml"))
+	env.Write("provium.toml", string(prev)+toml)
 }
 
 func createFile(t *testing.T, path string) string {

@@ -18,6 +18,8 @@ func main() {
 		guestinit.Main()
 	case boot.AgentName:
 		agent.Main()
+	case boot.SupervisorName:
+		guestinit.SupervisorMain()
 	case boot.WorkerName:
 		agent.WorkerMain()
 	default:

@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,6 +39,9 @@ import (
 
 // Config adjusts an Agent; the zero value is what runs in a guest.
 type Config struct {
+	// Restarted, when set, is how the agent before this one ended: the
+	// announcement at the start of each stream says so.
+	Restarted string
 	// Exe is the binary fork workers run as boot.WorkerName;
 	// /proc/self/exe when empty.
 	Exe string
@@ -54,6 +58,7 @@ type Config struct {
 // next Hello starts a new session over the same state.
 type Agent struct {
 	exe        string
+	restarted  string
 	powerOff   func()
 	log        *log.Logger
 	startCreds creds // the process's when it started, which exec keeps
@@ -87,8 +92,9 @@ type request struct {
 // New returns an agent whose main identity is already running.
 func New(cfg Config) *Agent {
 	a := &Agent{
-		exe:      cfg.Exe,
-		powerOff: cfg.PowerOff,
+		exe:       cfg.Exe,
+		restarted: cfg.Restarted,
+		powerOff:  cfg.PowerOff,
 		log:      cfg.Logger,
 		workers:  map[uint32]worker{},
 		dead:     map[uint32]string{},
@@ -120,6 +126,7 @@ func (a *Agent) logf(format string, args ...any) { a.log.Printf(format, args...)
 // had reassembled and starts over on the same stream, waiting for the host's
 // next Hello. Serve returns the read error that ended it, e.g. io.EOF.
 func (a *Agent) Serve(rw io.ReadWriter) error {
+	a.announce(wire.NewConn(rw, 0))
 	for {
 		conn := wire.NewConn(rw, 0)
 		a.attach(conn)
@@ -130,6 +137,16 @@ func (a *Agent) Serve(rw io.ReadWriter) error {
 		}
 		a.detach(conn)
 		return err
+	}
+}
+
+// announce tells the host an agent serves the stream now. A host still
+// waiting for answers from an agent that died learns from it that they
+// will not come, and why. Errors are the host's absence: nothing to do.
+func (a *Agent) announce(conn *wire.Conn) {
+	m, err := wire.NewMessage(wire.OpAnnounce, 0, wire.Announce{PID: os.Getpid(), Restarted: a.restarted})
+	if err == nil {
+		conn.Send(wire.ControlChannel, m)
 	}
 }
 

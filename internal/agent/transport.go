@@ -36,7 +36,7 @@ func Main() {
 	for _, err := range errs {
 		logger.Print(err)
 	}
-	a := New(Config{Logger: logger})
+	a := New(Config{Logger: logger, Restarted: restartedFrom(os.Args[1:])})
 	var err error
 	switch params.Transport {
 	case boot.Vsock:
@@ -46,6 +46,19 @@ func Main() {
 	}
 	logger.Print(err)
 	os.Exit(1)
+}
+
+// RestartedFlag passes an agent how the one before it ended: the guest's
+// init, which restarts agents, puts it on the new one's command line.
+const RestartedFlag = "--restarted="
+
+func restartedFrom(args []string) string {
+	for _, a := range args {
+		if r, ok := strings.CutPrefix(a, RestartedFlag); ok {
+			return r
+		}
+	}
+	return ""
 }
 
 // serveVirtioSerial serves the virtio-serial port called name.

@@ -14,6 +14,7 @@ import (
 type Agent struct {
 	s      *Session
 	ch     uint32
+	gen    int // the agent generation a worker lives in; -1 for identities that outlive restarts
 	closed atomic.Bool
 }
 
@@ -28,7 +29,7 @@ func (a *Agent) do(ctx context.Context, op wire.Op, meta any, reply any, blobs .
 		return nil, ErrClosed
 	}
 	start := time.Now()
-	m, err := a.s.call(ctx, a.ch, op, meta, blobs...)
+	m, err := a.s.call(ctx, a.ch, a.gen, op, meta, blobs...)
 	if err == nil && reply != nil {
 		err = m.Decode(reply)
 	}
@@ -166,12 +167,13 @@ func (a *Agent) job(ctx context.Context, op wire.Op, req wire.JobWait) (*JobResu
 // channel of its own.
 func (a *Agent) Spawn(ctx context.Context, thread bool) (*Agent, wire.SpawnReply, error) {
 	ch := a.s.nextCh.Add(1)
+	gen := a.s.generation()
 	var r wire.SpawnReply
 	_, err := a.do(ctx, wire.OpSpawn, wire.Spawn{Channel: ch, Thread: thread}, &r)
 	if err != nil {
 		return nil, r, err
 	}
-	return &Agent{s: a.s, ch: ch}, r, nil
+	return &Agent{s: a.s, ch: ch, gen: gen}, r, nil
 }
 
 // Close ends a worker. Later calls fail with ErrClosed. Closing twice is
@@ -181,7 +183,7 @@ func (a *Agent) Close(ctx context.Context) error {
 		return nil
 	}
 	start := time.Now()
-	_, err := a.s.call(ctx, a.ch, wire.OpClose, nil)
+	_, err := a.s.call(ctx, a.ch, a.gen, wire.OpClose, nil)
 	if a.s.trace != nil {
 		a.s.trace(a.ch, wire.OpClose, "", time.Since(start), err)
 	}

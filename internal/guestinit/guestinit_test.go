@@ -19,7 +19,7 @@ import (
 func TestMain(m *testing.M) {
 	if filepath.Base(os.Args[0]) == boot.AgentName {
 		sid, _ := unix.Getsid(0)
-		out := []string{"sid=" + strconv.Itoa(sid), "pid=" + strconv.Itoa(os.Getpid())}
+		out := []string{"sid=" + strconv.Itoa(sid), "pid=" + strconv.Itoa(os.Getpid()), "args=" + strings.Join(os.Args[1:], " ")}
 		for _, kv := range os.Environ() {
 			if strings.HasPrefix(kv, "PROVIUM_") {
 				out = append(out, kv)
@@ -106,7 +106,7 @@ func TestStartAgent(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "agent")
 	t.Setenv("AGENT_TEST_OUT", out)
 	t.Setenv("PROVIUM_EXAMPLE", "kept")
-	pid, err := startAgent()
+	pid, err := startAgent("was killed by signal 9")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,10 +126,20 @@ func TestStartAgent(t *testing.T) {
 		"sid=" + strconv.Itoa(pid), // a session of its own
 		"pid=" + strconv.Itoa(pid),
 		"PROVIUM_EXAMPLE=kept", // init's environment, as it is
+		"args=--restarted=was killed by signal 9",
 	} {
 		if !slices.Contains(got, want) {
 			t.Errorf("agent saw %q, missing %q", got, want)
 		}
+	}
+}
+
+func TestEndOf(t *testing.T) {
+	if got := endOf(unix.WaitStatus(3 << 8)); got != "had exited with status 3" {
+		t.Errorf("endOf(exit 3) = %q", got)
+	}
+	if got := endOf(unix.WaitStatus(9)); got != "was killed by signal 9" {
+		t.Errorf("endOf(SIGKILL) = %q", got)
 	}
 }
 

@@ -11,12 +11,13 @@
 //  3. read its settings from the kernel command line (boot.Params) and, for
 //     a profile that boots a disk image, make that disk the root file
 //     system;
-//  4. start the agent as a child: this same binary run as boot.AgentName,
-//     with /dev/console as its standard streams (the agent reads the
+//  4. start the agent: this same binary run as boot.AgentName, with
+//     /dev/console as its standard streams (the agent reads the
 //     transport's settings from the command line itself);
 //  5. exec the real init (provium.init=, default /sbin/init) so that it runs
-//     as PID 1 with the agent as its child. Without a real init it stays PID
-//     1 itself: it reaps every orphan and restarts the agent if it dies.
+//     as PID 1, leaving beside it a supervisor (boot.SupervisorName) that
+//     runs the agent and restarts it if it dies. Without a real init it
+//     stays PID 1 itself: it reaps every orphan and restarts the agent.
 //
 // It prints to the console only when something goes wrong.
 package guestinit
@@ -45,16 +46,26 @@ func Main() {
 		}
 	}
 
-	pid, err := startAgent()
-	if err != nil {
-		logf("start agent: %v", err)
+	path, ok := realInit(cfg.Init)
+	if !ok {
+		pid, err := startAgent("")
+		if err != nil {
+			logf("%v", err)
+		}
+		supervise(pid)
 	}
-	if path, ok := realInit(cfg.Init); ok {
-		argv := append([]string{path}, os.Args[1:]...)
-		err := unix.Exec(path, argv, os.Environ())
-		logf("exec %s: %v; staying PID 1", path, err)
+	// The real init will not restart an agent that dies: a supervisor
+	// of provium's own does.
+	if _, err := start([]string{boot.SupervisorName}); err != nil {
+		logf("%v", err)
+		if _, err := startAgent(""); err != nil {
+			logf("%v", err)
+		}
 	}
-	supervise(pid)
+	argv := append([]string{path}, os.Args[1:]...)
+	err := unix.Exec(path, argv, os.Environ())
+	logf("exec %s: %v; staying PID 1", path, err)
+	supervise(0)
 }
 
 // ignoreSignals catches the signals whose default action would end PID 1.

@@ -1,6 +1,7 @@
 package luaapi
 
 import (
+	"errors"
 	"fmt"
 
 	lua "github.com/yuin/gopher-lua"
@@ -108,7 +109,8 @@ func (rt *script) workerKill(L *lua.LState) int {
 		w.a.Close(rt.ctx) // marks it closed; the session is dead anyway
 		return 0
 	}
-	if err := w.a.Close(rt.ctx); err != nil {
+	if err := w.a.Close(rt.ctx); err != nil && !errors.Is(err, client.ErrAgentRestarted) {
+		// A worker that died with its agent is as gone as a killed one.
 		rt.fail(L, w, "kill", err)
 	}
 	return 0

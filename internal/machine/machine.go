@@ -6,6 +6,7 @@ package machine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -340,7 +341,40 @@ func (vm *VM) start(ctx context.Context, incoming *os.File) error {
 	vm.mu.Lock()
 	vm.sess = sess
 	vm.mu.Unlock()
+	if port, ok := tr.device().(qemu.VirtioSerialPort); ok {
+		go watchPort(proc, sess, port.ID())
+	}
 	return nil
+}
+
+// agentLostGrace is how long a new agent may take to announce itself
+// after the guest closed the port of the one that died (the guest's init
+// restarts it at once); past it, the session is dead.
+const agentLostGrace = 10 * time.Second
+
+// watchPort tells the session when the guest closes the agent's port: the
+// agent died. A virtio-serial stream does not end when the guest side
+// closes, so QEMU's event is how the host hears of it.
+func watchPort(proc *qemu.Process, sess *client.Session, id string) {
+	events, stop := proc.Subscribe()
+	defer stop()
+	for {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				return
+			}
+			if ev.Name != "VSERPORT_CHANGE" {
+				continue
+			}
+			var c qemu.PortChange
+			if json.Unmarshal(ev.Data, &c) == nil && c.ID == id && !c.Open {
+				sess.PortClosed(agentLostGrace)
+			}
+		case <-sess.Done():
+			return
+		}
+	}
 }
 
 // watch marks the VM dead when QEMU exits by itself.

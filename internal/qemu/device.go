@@ -66,8 +66,18 @@ func (v VirtioSerialPort) QEMUArgs() []string {
 	return []string{
 		"-device", "virtio-serial-pci,id=" + bus,
 		"-chardev", "socket,id=" + ch + ",path=" + socketPath(v.SocketPath),
-		"-device", "virtserialport,bus=" + bus + ".0,chardev=" + ch + ",name=" + opt(v.Name),
+		"-device", "virtserialport,bus=" + bus + ".0,chardev=" + ch + ",name=" + opt(v.Name) + ",id=" + v.ID(),
 	}
+}
+
+// ID is the port device's id: QEMU's VSERPORT_CHANGE events name it when
+// the guest opens or closes the port.
+func (v VirtioSerialPort) ID() string { return id("vport-", v.Name) }
+
+// PortChange is the data of a VSERPORT_CHANGE event.
+type PortChange struct {
+	ID   string `json:"id"`
+	Open bool   `json:"open"`
 }
 
 func (v VirtioSerialPort) KernelArgs() []string { return nil }

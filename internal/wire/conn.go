@@ -36,6 +36,10 @@ func NewConn(rw io.ReadWriter, epoch uint32) *Conn {
 // Epoch is the epoch stamped on outgoing frames.
 func (c *Conn) Epoch() uint32 { return c.epoch.Load() }
 
+// UseEpoch stamps outgoing frames with epoch from now on. It is safe to
+// call from any goroutine.
+func (c *Conn) UseEpoch(epoch uint32) { c.epoch.Store(epoch) }
+
 // SetEpoch starts a new session: outgoing frames carry epoch and partial
 // messages of the old session are dropped. Call it from the receiving
 // goroutine.

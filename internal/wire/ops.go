@@ -36,6 +36,10 @@ const (
 	OpClose      // end this identity (worker kill); reply no meta, then the channel is gone
 	OpDmesg      // reply blob 0 kernel log
 	OpMountVFS   // reply no meta
+
+	// Control channel, guest -> host, unasked: an agent that starts
+	// announces itself (meta Announce, epoch 0, id 0).
+	OpAnnounce
 )
 
 var opNames = map[Op]string{
@@ -43,7 +47,7 @@ var opNames = map[Op]string{
 	OpPowerOff: "poweroff", OpPing: "ping", OpExec: "exec", OpReadFile: "read_file",
 	OpWriteFile: "write_file", OpSyscall: "syscall", OpBackground: "background",
 	OpJobWait: "job_wait", OpJobKill: "job_kill", OpSpawn: "spawn", OpClose: "close",
-	OpDmesg: "dmesg", OpMountVFS: "mount_vfs",
+	OpDmesg: "dmesg", OpMountVFS: "mount_vfs", OpAnnounce: "announce",
 }
 
 func (o Op) String() string {
@@ -66,6 +70,15 @@ type HelloReply struct {
 	PID     int    `json:"pid"`
 	Kernel  string `json:"kernel"` // uname -r
 	Boots   int    `json:"boots"`  // sessions this agent has served, including this one
+}
+
+// Announce is what an agent says when it starts serving a stream. An agent
+// started again after the previous one died says how that one ended, so
+// that a host still waiting for the dead agent's answers learns why they
+// will not come.
+type Announce struct {
+	PID       int    `json:"pid"`
+	Restarted string `json:"restarted,omitempty"` // "was killed by signal 9", "had exited with status 1"; "" on a first start
 }
 
 // Error is the meta of an OpError reply. Errno is the guest errno when the

@@ -32,6 +32,9 @@ const (
 	InitName   = "init"           // as InitPath: the guest's first process
 	AgentName  = "provium-agent"  // the agent, started by init
 	WorkerName = "provium-worker" // a fork worker, started by the agent
+	// SupervisorName keeps an agent running beside a real init, which
+	// would not restart it.
+	SupervisorName = "provium-supervisor"
 )
 
 // DefaultInit is the real init that provium's init execs once the agent is
