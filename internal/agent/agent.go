@@ -95,9 +95,9 @@ func New(cfg Config) *Agent {
 		exe:       cfg.Exe,
 		restarted: cfg.Restarted,
 		powerOff:  cfg.PowerOff,
-		log:      cfg.Logger,
-		workers:  map[uint32]worker{},
-		dead:     map[uint32]string{},
+		log:       cfg.Logger,
+		workers:   map[uint32]worker{},
+		dead:      map[uint32]string{},
 	}
 	if a.exe == "" {
 		a.exe = "/proc/self/exe"

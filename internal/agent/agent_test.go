@@ -80,6 +80,19 @@ func TestNewSessionEndsTheOldOne(t *testing.T) {
 	eventually(t, "job of the old session is killed", func() bool { return processGone(job.PID) })
 }
 
+// An agent announces itself when it starts serving, before any Hello.
+func TestAnnouncement(t *testing.T) {
+	h := newTestHost(t)
+	eventually(t, "the announcement", func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return len(h.announced) == 1
+	})
+	if a := h.announced[0]; a.PID != os.Getpid() || a.Restarted != "" {
+		t.Errorf("announcement %+v", a)
+	}
+}
+
 func TestPing(t *testing.T) {
 	h := newSession(t)
 	if m := h.ok(wire.MainChannel, wire.OpPing, nil); len(m.Meta) != 0 || len(m.Blobs) != 0 {

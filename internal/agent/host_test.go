@@ -52,8 +52,9 @@ type testHost struct {
 	mu      sync.Mutex
 	epoch   uint32
 	waiting map[callKey]chan *wire.Message
-	stray   []wire.Envelope // messages nobody waited for
-	foreign int             // messages of an epoch other than the current one
+	stray     []wire.Envelope // messages nobody waited for
+	foreign   int             // messages of an epoch other than the current one
+	announced []wire.Announce // the agent's announcements
 }
 
 // lockedBuffer collects the agent's log for a failing test.
@@ -115,6 +116,13 @@ func (h *testHost) receive() {
 			return
 		}
 		h.mu.Lock()
+		if env.Channel == wire.ControlChannel && env.Msg.Op == wire.OpAnnounce {
+			var a wire.Announce
+			json.Unmarshal(env.Msg.Meta, &a)
+			h.announced = append(h.announced, a)
+			h.mu.Unlock()
+			continue
+		}
 		if env.Epoch != h.epoch {
 			h.foreign++
 			h.mu.Unlock()

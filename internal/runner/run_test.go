@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/provium/provium/internal/result"
 	"github.com/provium/provium/internal/pool"
 	"github.com/provium/provium/internal/report"
+	"github.com/provium/provium/internal/result"
 )
 
 var testNow = time.Date(2026, 11, 27, 6, 20, 0, 0, time.UTC)
