@@ -116,7 +116,7 @@ func eventIndex(events []runnerEvent, kind, file string) int {
 // latestRun is the run directory env's last completed run left.
 func latestRun(t *testing.T, env *Env) string {
 	t.Helper()
-	dir, err := filepath.EvalSymlinks(filepath.Join(env.Tmp, "provium-runs", "latest"))
+	dir, err := filepath.EvalSymlinks(filepath.Join(env.Tmp, "provium-runs-"+strconv.Itoa(os.Getuid()), "latest"))
 	if err != nil {
 		t.Fatalf("no latest run: %v", err)
 	}
@@ -242,14 +242,14 @@ func TestRunnerFailFast(t *testing.T) {
 }
 
 // --rerun-failed runs only what failed in the last completed run, as
-// recorded in the run directories under $TMPDIR/provium-runs.
+// recorded in the run directories under $TMPDIR/provium-runs-<uid>.
 func TestRunnerRerunFailed(t *testing.T) {
 	env := NewEnv(t, map[string]string{
 		"t/bad.lua":  luaNote + `note("ran bad") test("check", function() assert_eq(1, 2) end)`,
 		"t/good.lua": luaNote + `note("ran good") test("check", function() assert_eq(1, 1) end)`,
 	})
 	tracePath, trace := withTrace(t, env)
-	runs := filepath.Join(env.Tmp, "provium-runs")
+	runs := filepath.Join(env.Tmp, "provium-runs-"+strconv.Itoa(os.Getuid()))
 
 	r := env.Run("test", "t/")
 	r.MustFail(t, "t/bad.lua ... FAIL", "t/good.lua ... ok", "FAIL: 1 passed, 1 failed")

@@ -50,7 +50,8 @@ Options:
 
 Without --mem and --cpus, each boot waits until the host's available memory
 minus a 1.5 GB reserve fits the VM. Logs go to a new directory under
-$TMPDIR/provium-runs (default /tmp); those of failed files are kept.
+$TMPDIR/provium-runs-<uid> (default /tmp), the user's alone; those of
+failed files are kept.
 
 Exit status: 0 all files passed, 1 a file failed, 2 usage or configuration
 error, 130 interrupted.

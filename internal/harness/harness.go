@@ -31,7 +31,7 @@ import (
 // Config is what every file of one run shares.
 type Config struct {
 	StartDir string     // where provium started: profiles lookup, dofile base
-	RunDir   string     // /tmp/provium-runs/run-<id>
+	RunDir   string     // runner.DefaultBase()/run-<id>
 	Pool     *pool.Pool // gates boots and resumes; nil: no gate
 	NoCache  bool       // bypass the persistent fixture cache
 	// BuildTimeout bounds each fixture build; 0 for none.

@@ -219,7 +219,8 @@ func withChain(ctx context.Context, chain []string) context.Context {
 func (h *Harness) buildFixture(ctx context.Context, name, script string) (*fixture.Built, error) {
 	chain, _ := ctx.Value(chainKey{}).([]string)
 	logPath := filepath.Join(h.cfg.RunDir, "fixture-"+name+".log")
-	logFile, err := os.Create(logPath)
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600) // guest output
+
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -198,5 +199,64 @@ func TestRunDirPrunesOldRuns(t *testing.T) {
 	}
 	if !slices.Contains(runs, "run-20200101-000001-abcd") || !slices.Contains(runs, filepath.Base(d.Path)) {
 		t.Errorf("latest or current run pruned: %q", runs)
+	}
+}
+
+// The run directory is the user's alone: created 0700 with 0600 logs, and
+// one that another user made, that others can write to, or that is a link
+// is refused, both for a run and for --rerun-failed, which runs the files
+// it lists.
+func TestRunDirIsTheUsersOwn(t *testing.T) {
+	base := filepath.Join(t.TempDir(), "runs")
+	d, err := NewRunDir(base, testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]os.FileMode{base: 0o700, d.Path: 0o700} {
+		if st, err := os.Stat(path); err != nil || st.Mode().Perm() != want {
+			t.Errorf("%s: mode %v, want %v", path, st.Mode().Perm(), want)
+		}
+	}
+	if err := d.Finish([]string{"/p/a.lua"}, true); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(filepath.Join(d.Path, failedList)); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("failed list mode %v", st.Mode().Perm())
+	}
+	log, err := createLog(filepath.Join(d.Path, "x.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Close()
+	if st, _ := os.Stat(log.Name()); st.Mode().Perm() != 0o600 {
+		t.Errorf("log mode %v, want 0600", st.Mode().Perm())
+	}
+
+	// Writable by others: a planted failed.txt could run anything.
+	os.Chmod(base, 0o777)
+	if _, err := NewRunDir(base, testNow); !errors.Is(err, ErrInsecure) {
+		t.Errorf("a world-writable base: %v", err)
+	}
+	if _, err := LastFailed(base); !errors.Is(err, ErrInsecure) {
+		t.Errorf("rerun from a world-writable base: %v", err)
+	}
+	os.Chmod(base, 0o700)
+	if _, err := LastFailed(base); err != nil {
+		t.Errorf("rerun from the user's own base: %v", err)
+	}
+
+	link := filepath.Join(t.TempDir(), "link")
+	os.Symlink(base, link)
+	if _, err := NewRunDir(link, testNow); !errors.Is(err, ErrInsecure) {
+		t.Errorf("a base that is a link: %v", err)
+	}
+
+	if os.Geteuid() == 0 {
+		other := filepath.Join(t.TempDir(), "others")
+		os.Mkdir(other, 0o700)
+		os.Chown(other, 65534, 65534)
+		if _, err := NewRunDir(other, testNow); !errors.Is(err, ErrInsecure) || !strings.Contains(err.Error(), "belongs to uid 65534") {
+			t.Errorf("another user's base: %v", err)
+		}
 	}
 }

@@ -202,7 +202,7 @@ func (r *run) runFile(ctx context.Context, i int) fileRun {
 	}
 
 	var res *result.File
-	logFile, err := os.Create(r.logs[i])
+	logFile, err := createLog(r.logs[i])
 	if err != nil {
 		res = failure(fmt.Sprintf("cannot create the file's log: %v", err))
 	} else {
@@ -311,6 +311,12 @@ func timedOut(res *result.File, d time.Duration) {
 
 func failure(msg string) *result.File {
 	return &result.File{Status: result.Failed, Touched: true, Failure: &result.Failure{Message: msg}}
+}
+
+// createLog creates a file's log, readable by the user alone: it holds
+// guest output.
+func createLog(path string) (*os.File, error) {
+	return os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 }
 
 // syncWriter serializes writes to a file's log: the harness writes console

@@ -9,8 +9,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -23,10 +25,43 @@ const (
 	keepRuns   = 20           // older run directories are removed
 )
 
-// DefaultBase is where run directories live: /tmp/provium-runs unless
-// $TMPDIR says otherwise.
+// DefaultBase is where run directories live: provium-runs-<uid> under
+// $TMPDIR, else /tmp. It is the user's own: the logs hold guest output,
+// and --rerun-failed runs the files a run directory lists, so a directory
+// anyone else could have made or written is refused (see secure).
 func DefaultBase() string {
-	return filepath.Join(os.TempDir(), "provium-runs")
+	return filepath.Join(os.TempDir(), "provium-runs-"+strconv.Itoa(os.Getuid()))
+}
+
+// ErrInsecure means a run directory's base is not the user's alone.
+var ErrInsecure = errors.New("not the user's own directory")
+
+// secure makes base if it does not exist (0700) and checks that it is a
+// directory of the user's, that nobody else can write to: not a link, not
+// another user's, not writable by group or others.
+func secure(base string) error {
+	if err := os.Mkdir(base, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		if err := os.MkdirAll(filepath.Dir(base), 0o755); err != nil {
+			return err
+		}
+		if err := os.Mkdir(base, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+	}
+	st, err := os.Lstat(base)
+	if err != nil {
+		return err
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	switch {
+	case !st.IsDir():
+		return fmt.Errorf("%s: %w: it is not a directory (%v)", base, ErrInsecure, st.Mode().Type())
+	case ok && int(sys.Uid) != os.Geteuid():
+		return fmt.Errorf("%s: %w: it belongs to uid %d; remove it or set TMPDIR", base, ErrInsecure, sys.Uid)
+	case st.Mode().Perm()&0o022 != 0:
+		return fmt.Errorf("%s: %w: others can write to it (mode %v); chmod go-w it", base, ErrInsecure, st.Mode().Perm())
+	}
+	return nil
 }
 
 // RunDir is the directory of one run, <base>/run-<id>: one log per file
@@ -41,7 +76,7 @@ type RunDir struct {
 // in the same second. The oldest run directories beyond the last 20 are
 // removed, so that the logs of failed runs do not fill /tmp over time.
 func NewRunDir(base string, now time.Time) (*RunDir, error) {
-	if err := os.MkdirAll(base, 0o755); err != nil {
+	if err := secure(base); err != nil {
 		return nil, fmt.Errorf("run directory: %w", err)
 	}
 	for range 100 {
@@ -49,7 +84,7 @@ func NewRunDir(base string, now time.Time) (*RunDir, error) {
 		rand.Read(b[:])
 		id := now.UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b[:])
 		dir := filepath.Join(base, "run-"+id)
-		err := os.Mkdir(dir, 0o755)
+		err := os.Mkdir(dir, 0o700)
 		if errors.Is(err, fs.ErrExist) {
 			continue
 		}
@@ -111,7 +146,7 @@ func (d *RunDir) Finish(failed []string, latest bool) error {
 	for _, f := range failed {
 		b.WriteString(f + "\n")
 	}
-	if err := os.WriteFile(filepath.Join(d.Path, failedList), []byte(b.String()), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(d.Path, failedList), []byte(b.String()), 0o600); err != nil {
 		return fmt.Errorf("recording failed files: %w", err)
 	}
 	if !latest {
@@ -133,6 +168,13 @@ func (d *RunDir) Finish(failed []string, latest bool) error {
 // LastFailed returns the files that failed in the latest completed run under
 // base, as absolute paths. It returns ErrNoPreviousRun if there is none.
 func LastFailed(base string) ([]string, error) {
+	if _, err := os.Lstat(base); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w in %s", ErrNoPreviousRun, base)
+	}
+	// The list is run as code: only from a directory nobody else wrote.
+	if err := secure(base); err != nil {
+		return nil, fmt.Errorf("reading the last run: %w", err)
+	}
 	link := filepath.Join(base, latestLink)
 	f, err := os.Open(filepath.Join(link, failedList))
 	if errors.Is(err, fs.ErrNotExist) {
