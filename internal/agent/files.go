@@ -183,10 +183,12 @@ var vfsMounts = []struct {
 	{"devtmpfs", "/dev", "devtmpfs", unix.MS_NOSUID},
 }
 
+// mountVFS mounts those of vfsMounts the kernel has: a kernel built
+// without securityfs still gets the others.
 func (id *identity) mountVFS(r request) (*wire.Message, error) {
 	for _, mt := range vfsMounts {
 		// Reread the table each time: /proc may have just been mounted.
-		if mounted(mt.target, mt.fstype) {
+		if mounted(mt.target, mt.fstype) || !kernelHas(mt.fstype) {
 			continue
 		}
 		if err := os.MkdirAll(mt.target, 0o755); err != nil {
@@ -199,6 +201,30 @@ func (id *identity) mountVFS(r request) (*wire.Message, error) {
 		}
 	}
 	return wire.Reply(r.msg.ID, nil)
+}
+
+// kernelHas reports whether the kernel knows the file system type, from
+// /proc/filesystems. Without /proc it says yes, and the mount decides.
+func kernelHas(fstype string) bool {
+	f, err := os.Open("/proc/filesystems")
+	if err != nil {
+		return true
+	}
+	defer f.Close()
+	return inFilesystems(f, fstype)
+}
+
+// inFilesystems looks for fstype in a list in the format of
+// /proc/filesystems: an optional "nodev", then the name, a line each.
+func inFilesystems(r io.Reader, fstype string) bool {
+	s := bufio.NewScanner(r)
+	for s.Scan() {
+		f := strings.Fields(s.Text())
+		if len(f) > 0 && f[len(f)-1] == fstype {
+			return true
+		}
+	}
+	return false
 }
 
 // mounted reports whether a file system of type fstype is mounted on

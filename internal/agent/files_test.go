@@ -104,6 +104,15 @@ devtmpfs /dev devtmpfs rw 0 0
 	}
 }
 
+func TestFilesystems(t *testing.T) {
+	list := "nodev\tsysfs\nnodev\tproc\n\text4\nnodev\tdevtmpfs\n"
+	for fs, want := range map[string]bool{"sysfs": true, "ext4": true, "devtmpfs": true, "securityfs": false, "nodev": false} {
+		if got := inFilesystems(strings.NewReader(list), fs); got != want {
+			t.Errorf("inFilesystems(%q) = %v, want %v", fs, got, want)
+		}
+	}
+}
+
 // OpMountVFS itself is exercised only where it cannot change the host:
 // when every file system it mounts is there already.
 func TestMountVFSIsIdempotent(t *testing.T) {

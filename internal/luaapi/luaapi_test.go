@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	lua "github.com/yuin/gopher-lua"
+
 	"github.com/provium/provium/internal/machine"
 	"github.com/provium/provium/internal/result"
 	"github.com/provium/provium/internal/wire"
@@ -41,7 +43,16 @@ test("exact 64-bit values as strings", function()
   assert_eq("\0\0\0\0\0\0\0\128", provium.pack("i64", "-9223372036854775808"))
   assert_eq("\255\255\255\255\255\255\255\127", provium.pack("i64", "0x7fffffffffffffff"))
   assert_eq("\10", provium.pack("u8", "010")) -- decimal, not octal
-  assert_eq(2^63, provium.unpack("u64", "\0\0\0\0\0\0\0\128"))
+  -- Beyond 2^53 a double is not exact: unpack gives the decimal string,
+  -- which pack takes back.
+  assert_eq("9223372036854775808", provium.unpack("u64", "\0\0\0\0\0\0\0\128"))
+  assert_eq("18446744073709551615", provium.unpack("u64", provium.pack("u64", "0xffffffffffffffff")))
+  assert_eq("9007199254740993", provium.unpack("u64", provium.pack("u64", "9007199254740993")))
+  assert_eq("-9223372036854775808", provium.unpack("i64", provium.pack("i64", "-9223372036854775808")))
+  assert_eq(2^53, provium.unpack("u64", provium.pack("u64", 2^53)))
+  assert_eq(-2^53, provium.unpack("i64", provium.pack("i64", -2^53)))
+  local big = provium.unpack("u64", provium.pack("u64", "0x8000000000000001"))
+  assert_eq(provium.pack("u64", "0x8000000000000001"), provium.pack("u64", big))
 end)
 
 local function err(f, ...)
@@ -53,7 +64,7 @@ end
 test("errors", function()
   assert_contains(err(provium.pack, "u8", 256), "bad argument #2 to 'provium.pack' (value 256 is out of range for u8 (0..255))")
   local ok, e = pcall(function() provium.pack("u8", 256) end)
-  assert_contains(e, "tests/t.lua:36: bad argument #2 to 'provium.pack' (value 256")
+  assert_contains(e, "tests/t.lua:45: bad argument #2 to 'provium.pack' (value 256")
   assert_contains(err(provium.pack, "u16", -1), "value -1 is out of range for u16 (0..65535)")
   assert_contains(err(provium.pack, "i8", 128), "value 128 is out of range for i8 (-128..127)")
   assert_contains(err(provium.pack, "i64", "0x8000000000000000"), "out of range for i64")
@@ -729,7 +740,11 @@ func TestPackHelpers(t *testing.T) {
 	}
 	var b [8]byte
 	binary.LittleEndian.PutUint64(b[:], 1<<63)
-	if got := packTypes["i64"].get(b[:]); float64(got) != -math.Pow(2, 63) {
+	if got := packTypes["i64"].get(b[:]); got != lua.LString("-9223372036854775808") {
 		t.Errorf("i64 min decodes as %v", got)
+	}
+	binary.LittleEndian.PutUint64(b[:], 1<<53)
+	if got := packTypes["u64"].get(b[:]); got != lua.LNumber(1<<53) {
+		t.Errorf("2^53 decodes as %v, want the number", got)
 	}
 }

@@ -136,10 +136,10 @@ func (p packType) put(b []byte, v intVal) []byte {
 	return binary.LittleEndian.AppendUint64(b, u)
 }
 
-// get decodes one value. 64-bit values beyond 2^53 come back as the
-// nearest double: Lua 5.1 has no integers, and a string would break the
-// arithmetic scripts do on the result.
-func (p packType) get(b []byte) lua.LNumber {
+// get decodes one value. Lua 5.1 numbers are doubles, exact up to 2^53:
+// a 64-bit value beyond that comes back as its decimal string (which pack
+// and the syscall arguments accept), never rounded to a different number.
+func (p packType) get(b []byte) lua.LValue {
 	var u uint64
 	switch p.size {
 	case 1:
@@ -153,10 +153,21 @@ func (p packType) get(b []byte) lua.LNumber {
 	}
 	if p.signed {
 		shift := uint(64 - p.size*8)
-		return lua.LNumber(float64(int64(u<<shift) >> shift))
+		v := int64(u<<shift) >> shift
+		if v > maxExact || v < -maxExact {
+			return lua.LString(strconv.FormatInt(v, 10))
+		}
+		return lua.LNumber(float64(v))
+	}
+	if u > maxExact {
+		return lua.LString(strconv.FormatUint(u, 10))
 	}
 	return lua.LNumber(float64(u))
 }
+
+// maxExact is the largest integer every smaller one of which a double
+// holds exactly.
+const maxExact = 1 << 53
 
 // checkFormat parses the format at argument n.
 func checkFormat(L *lua.LState, n int) (string, []packType) {

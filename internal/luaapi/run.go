@@ -4,8 +4,8 @@
 // of its own.
 //
 // Lua 5.1 numbers are doubles: 64-bit values beyond 2^53 are exact only
-// as strings on the way in ("0xffffffffffffffff"); on the way out
-// (syscall results, unpack of u64/i64) they are the nearest double.
+// as strings, on the way in ("0xffffffffffffffff") and out (unpack of
+// u64/i64 gives such values as decimal strings).
 package luaapi
 
 import (
