@@ -70,6 +70,15 @@ func parseTestArgs(args []string) (testOptions, error) {
 		return nil
 	})
 	fs.BoolVar(&o.list, "list", false, "")
+	fs.Func("repeat", "", func(s string) error {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			return errors.New("want a number of runs, at least 1")
+		}
+		o.repeat = n
+		return nil
+	})
+	fs.BoolVar(&o.untilFail, "until-fail", false, "")
 	fs.BoolVar(&o.noCache, "no-cache", false, "")
 
 	for {

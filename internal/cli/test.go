@@ -42,6 +42,10 @@ Options:
   --cpus N         fixed pool: CPUs all VMs share
   --shard K/N      run only the K-th of N deterministic slices of the files
   --list           print the files that would run, and exit
+  --repeat N       run each file N times, reusing fixtures; report how many
+                   runs of each passed (to find flaky tests)
+  --until-fail     stop after the first failing run; with --repeat, at
+                   most N runs of each file, else until a run fails
   --junit FILE     also write a JUnit XML report to FILE
   --json           print one JSON event per line instead of the report
   -v               also show the sub-tests of passing files; keep all logs
@@ -113,6 +117,8 @@ type testOptions struct {
 	shard       runner.Shard
 	list        bool
 	noCache     bool
+	repeat      int
+	untilFail   bool
 }
 
 func (env testEnv) run(args []string) int {
@@ -170,14 +176,16 @@ func (env testEnv) run(args []string) int {
 	}
 
 	cfg := runner.Config{
-		StartDir: env.startDir,
-		Files:    files,
-		Parallel: opts.parallelism(),
-		FailFast: opts.failFast,
-		Timeout:  opts.timeout,
-		RunDir:   runDir,
-		KeepLogs: opts.verbose,
-		Status:   func() string { return p.Usage().String() },
+		StartDir:  env.startDir,
+		Files:     files,
+		Parallel:  opts.parallelism(),
+		FailFast:  opts.failFast,
+		Timeout:   opts.timeout,
+		RunDir:    runDir,
+		KeepLogs:  opts.verbose,
+		Repeat:    opts.repeat,
+		UntilFail: opts.untilFail,
+		Status:    func() string { return p.Usage().String() },
 	}
 	var events *report.JSON
 	if opts.json {

@@ -102,6 +102,18 @@ func (c *Console) File(f *result.File) {
 	c.redrawLocked()
 }
 
+// Runs prints how often each file passed, for a run that repeated files.
+func (c *Console) Runs(lines []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.clearStatusLocked()
+	fmt.Fprintln(c.w, "Runs:")
+	for _, l := range lines {
+		fmt.Fprintln(c.w, "  "+printable.Line(l))
+	}
+	c.redrawLocked()
+}
+
 // Finish removes the status line and prints the end of the run: the logs of
 // failed files, notes on files that did not run, and the summary line.
 func (c *Console) Finish(s result.Summary, files []*result.File) {
@@ -135,6 +147,9 @@ func SummaryLine(s result.Summary) string {
 	if s.Skipped > 0 {
 		line += fmt.Sprintf(", %d skipped", s.Skipped)
 	}
+	if s.Runs > 0 {
+		line += fmt.Sprintf(" (%d runs)", s.Runs)
+	}
 	return line
 }
 
@@ -161,7 +176,11 @@ func writeFailedLogs(w io.Writer, files []*result.File) {
 // runner also appends it to the file's log. Everything of the guest's is
 // made printable on the way: messages carry its output too.
 func WriteBlock(w io.Writer, f *result.File, v Verbosity) {
-	fmt.Fprintf(w, "  %s ... %s\n", f.Path, headline(f))
+	name := f.Path
+	if f.Run > 0 {
+		name += fmt.Sprintf(" (run %d)", f.Run)
+	}
+	fmt.Fprintf(w, "  %s ... %s\n", name, headline(f))
 	if f.Status != result.Failed && v < Verbose {
 		return
 	}

@@ -93,6 +93,9 @@ func WriteJUnit(w io.Writer, files []*result.File) error {
 
 func junitSuiteOf(r *result.File) junitSuite {
 	s := junitSuite{Name: r.Path, Time: junitTime(r.Duration)}
+	if r.Run > 0 {
+		s.Name += fmt.Sprintf(" (run %d)", r.Run)
+	}
 	if !r.Started.IsZero() {
 		// The schema's timestamp has no zone; UTC keeps shards on
 		// machines in different zones comparable.
@@ -110,7 +113,7 @@ func junitSuiteOf(r *result.File) junitSuite {
 	}
 	var subtime time.Duration
 	for _, st := range r.Subtests {
-		c := junitCase{Name: st.Name, Classname: r.Path, Time: junitTime(st.Duration)}
+		c := junitCase{Name: st.Name, Classname: s.Name, Time: junitTime(st.Duration)}
 		switch st.Status {
 		case result.Failed:
 			c.Failure = junitFailureOf(st.Failure)
@@ -120,7 +123,7 @@ func junitSuiteOf(r *result.File) junitSuite {
 		subtime += st.Duration
 		add(c)
 	}
-	if c, ok := fileCase(r, r.Duration-subtime); ok {
+	if c, ok := fileCase(r, s.Name, r.Duration-subtime); ok {
 		add(c)
 	}
 	if r.Failed() && r.Console != nil {
@@ -137,8 +140,8 @@ func junitSuiteOf(r *result.File) junitSuite {
 // sub-tests, else what happened outside them when that failed the file or
 // skipped the rest of it. A file whose failures are all in its sub-tests
 // needs none.
-func fileCase(r *result.File, outside time.Duration) (junitCase, bool) {
-	c := junitCase{Name: r.Path, Classname: r.Path, Time: junitTime(max(outside, 0))}
+func fileCase(r *result.File, suite string, outside time.Duration) (junitCase, bool) {
+	c := junitCase{Name: r.Path, Classname: suite, Time: junitTime(max(outside, 0))}
 	switch {
 	case r.Failure != nil:
 		c.Failure = junitFailureOf(r.Failure)

@@ -23,6 +23,7 @@ type Event struct {
 	Time     time.Time     `json:"time"`
 	Kind     EventKind     `json:"event"`
 	File     string        `json:"file,omitempty"`
+	Run      int           `json:"run,omitempty"`    // which run of the file, with --repeat
 	Name     string        `json:"name,omitempty"`   // sub-test, VM or fixture name
 	Status   string        `json:"status,omitempty"` // ok, FAIL, todo
 	Message  string        `json:"message,omitempty"`

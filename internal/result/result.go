@@ -49,6 +49,7 @@ type Subtest struct {
 // File is one test file's run.
 type File struct {
 	Path    string    // as shown to the user, relative to where provium started
+	Run     int       // which run of the file, with --repeat (from 1); 0 otherwise
 	Started time.Time // when the runner started it
 	Log     string    // the kept log, if any (a failed file's)
 
@@ -95,7 +96,9 @@ type Summary struct {
 	Skipped int `json:"skipped"` // todo() at file scope
 	// NotRun counts files that never finished: not started after a
 	// --fail-fast failure, or cancelled or not started by an interrupt.
-	NotRun      int           `json:"not_run"`
+	NotRun int `json:"not_run"`
+	// Runs counts the runs of files, when files ran more than once.
+	Runs        int           `json:"runs,omitempty"`
 	Interrupted bool          `json:"interrupted"`
 	Duration    time.Duration `json:"-"`
 	RunDir      string        `json:"run_dir,omitempty"`

@@ -16,6 +16,7 @@ import (
 	"os"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,6 +46,12 @@ type Config struct {
 	Timeout  time.Duration
 	RunDir   *RunDir
 	KeepLogs bool // keep the logs of passing files too
+	// Repeat runs each file this many times (0 or 1: once), the runs of
+	// all files in rounds; UntilFail stops starting runs after the first
+	// failure (with Repeat 0, it repeats until then). Fixtures are built
+	// once and resumed by every run.
+	Repeat    int
+	UntilFail bool
 
 	Console *report.Console    // human output; nil for none
 	Emit    func(result.Event) // the event stream; nil for none
@@ -83,8 +90,11 @@ func Run(ctx context.Context, cfg Config, exec Executor) (*Outcome, error) {
 	if cfg.Emit == nil {
 		cfg.Emit = func(result.Event) {}
 	}
+	if cfg.UntilFail {
+		cfg.FailFast = true
+	}
 	r := &run{cfg: cfg, exec: exec, logs: cfg.RunDir.LogPaths(cfg.Files), start: time.Now()}
-	r.queued = len(cfg.Files)
+	r.queued = r.total()
 	cfg.Emit(result.Event{Kind: result.RunStarted, Message: cfg.RunDir.Path})
 
 	stopStatus := r.showStatus()
@@ -92,24 +102,34 @@ func Run(ctx context.Context, cfg Config, exec Executor) (*Outcome, error) {
 	go r.dispatch(ctx, results)
 	out := &Outcome{}
 	var failed []string
+	tally := newTally()
 	for fr := range results {
 		if fr.interrupted || fr.helper {
 			continue
 		}
-		if cfg.Console != nil {
+		if cfg.Console != nil && (!r.repeating() || fr.Failed()) {
+			// Repeated, a run is news only when it fails.
 			cfg.Console.File(fr.File)
 		}
 		out.Files = append(out.Files, fr.File)
-		out.Summary.Add(fr.File)
-		if fr.Failed() {
+		tally.add(fr.File)
+		if fr.Failed() && !slices.Contains(failed, absPath(cfg.StartDir, fr.Path)) {
 			failed = append(failed, absPath(cfg.StartDir, fr.Path))
 		}
 	}
 	stopStatus()
 
 	s := &out.Summary
+	tally.count(s)
 	s.Interrupted = ctx.Err() != nil
-	s.NotRun = len(cfg.Files) - r.finished
+	if !r.repeating() {
+		s.NotRun = len(cfg.Files) - r.finished
+	} else {
+		s.NotRun = len(cfg.Files) - len(tally.order)
+		if cfg.Console != nil {
+			cfg.Console.Runs(tally.lines())
+		}
+	}
 	s.Duration = time.Since(r.start)
 	s.RunDir = cfg.RunDir.Path
 	if cfg.Console != nil {
@@ -137,6 +157,39 @@ type run struct {
 	finished                 int // files that ran to the end, helpers included
 }
 
+// repeating reports whether files run more than once.
+func (r *run) repeating() bool { return r.cfg.Repeat > 1 || r.cfg.UntilFail }
+
+// total is how many runs of files the run makes; 0 for no bound.
+func (r *run) total() int {
+	switch {
+	case r.cfg.Repeat > 1:
+		return r.cfg.Repeat * len(r.cfg.Files)
+	case r.cfg.UntilFail:
+		return 0
+	}
+	return len(r.cfg.Files)
+}
+
+// job is one run of one file.
+type job struct {
+	file int // index in cfg.Files
+	run  int // 1-based with --repeat, else 0
+}
+
+// jobAt is the i-th run: all files, in order, round after round.
+func (r *run) jobAt(i int) (job, bool) {
+	n := len(r.cfg.Files)
+	if n == 0 || (r.total() > 0 && i >= r.total()) {
+		return job{}, false
+	}
+	j := job{file: i % n}
+	if r.repeating() {
+		j.run = i/n + 1
+	}
+	return j, true
+}
+
 // fileRun is one file's run as the collector sees it.
 type fileRun struct {
 	*result.File
@@ -156,7 +209,11 @@ func (r *run) dispatch(ctx context.Context, results chan<- fileRun) {
 	if r.cfg.Parallel > 0 {
 		slots = make(chan struct{}, r.cfg.Parallel)
 	}
-	for i := range r.cfg.Files {
+	for i := 0; ; i++ {
+		j, ok := r.jobAt(i)
+		if !ok {
+			return
+		}
 		if slots != nil {
 			select {
 			case slots <- struct{}{}:
@@ -171,7 +228,7 @@ func (r *run) dispatch(ctx context.Context, results chan<- fileRun) {
 		}
 		r.update(func() { r.queued--; r.running++ })
 		wg.Go(func() {
-			fr := r.runFile(ctx, i)
+			fr := r.runFile(ctx, j)
 			// Count the file out before its slot goes to the next one,
 			// so the status line never shows more than -p running.
 			r.update(func() {
@@ -191,18 +248,23 @@ func (r *run) dispatch(ctx context.Context, results chan<- fileRun) {
 	}
 }
 
-// runFile runs file i with its log and timeout.
-func (r *run) runFile(ctx context.Context, i int) fileRun {
-	path := r.cfg.Files[i]
+// runFile runs one file with its log and timeout.
+func (r *run) runFile(ctx context.Context, j job) fileRun {
+	path := r.cfg.Files[j.file]
+	log := r.logs[j.file]
+	if j.run > 0 {
+		log = strings.TrimSuffix(log, ".log") + fmt.Sprintf(".run%d.log", j.run)
+	}
 	started := time.Now()
-	r.cfg.Emit(result.Event{Kind: result.FileStarted, File: path, Time: started})
+	r.cfg.Emit(result.Event{Kind: result.FileStarted, File: path, Run: j.run, Time: started})
 	emit := func(e result.Event) {
 		e.File = path // the harness knows the file by its absolute path
+		e.Run = j.run
 		r.cfg.Emit(e)
 	}
 
 	var res *result.File
-	logFile, err := createLog(r.logs[i])
+	logFile, err := createLog(log)
 	if err != nil {
 		res = failure(fmt.Sprintf("cannot create the file's log: %v", err))
 	} else {
@@ -212,7 +274,7 @@ func (r *run) runFile(ctx context.Context, i int) fileRun {
 	if res.Duration == 0 {
 		res.Duration = time.Since(started)
 	}
-	res.Path, res.Started = path, started
+	res.Path, res.Started, res.Run = path, started, j.run
 	fr := fileRun{File: res}
 	fr.helper = res.Status == result.Passed && !res.Touched && len(res.Subtests) == 0
 	// Only a failure can be the interrupt's doing; a file that passed
@@ -228,13 +290,13 @@ func (r *run) runFile(ctx context.Context, i int) fileRun {
 		report.WriteBlock(logFile, fr.File, report.Verbose)
 		logFile.Close()
 		if res.Status == result.Failed || r.cfg.KeepLogs {
-			fr.Log = r.logs[i]
+			fr.Log = log
 		} else {
-			os.Remove(r.logs[i])
+			os.Remove(log)
 		}
 	}
 
-	ev := result.Event{Kind: result.FileFinished, File: path, Status: res.Status.String(), Duration: res.Duration, Log: fr.Log}
+	ev := result.Event{Kind: result.FileFinished, File: path, Run: j.run, Status: res.Status.String(), Duration: res.Duration, Log: fr.Log}
 	switch {
 	case fr.interrupted:
 		ev.Status, ev.Message = "interrupted", "the run was interrupted"

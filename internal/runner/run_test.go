@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -458,5 +459,78 @@ func TestUnlimitedParallelism(t *testing.T) {
 	mustRun(t, context.Background(), cfg, g.exec)
 	if got := g.most.Load(); got != 5 {
 		t.Errorf("unlimited: at most %d of 5 files ran at once", got)
+	}
+}
+
+// --repeat runs every file N times in rounds, shows only the failing runs
+// and counts how many runs of each file passed; a file passes when all of
+// its runs did.
+func TestRepeat(t *testing.T) {
+	var h harness
+	var mu sync.Mutex
+	runs := map[string]int{}
+	f := &fakes{byFn: map[string]func(context.Context, io.Writer, func(result.Event)) *result.File{
+		"flaky.lua": func(context.Context, io.Writer, func(result.Event)) *result.File {
+			mu.Lock()
+			runs["flaky.lua"]++
+			n := runs["flaky.lua"]
+			mu.Unlock()
+			if n == 2 || n == 4 {
+				return failed(fmt.Sprintf("flaky.lua:3: run %d broke", n))
+			}
+			return passed()
+		},
+	}}
+	cfg := h.config(t, "flaky.lua", "steady.lua")
+	cfg.Repeat = 5
+	cfg.Parallel = 1
+	out := mustRun(t, context.Background(), cfg, f.exec)
+	if len(out.Files) != 10 {
+		t.Fatalf("%d runs, want 10", len(out.Files))
+	}
+	s := out.Summary
+	if s.Passed != 1 || s.Failed != 1 || s.Runs != 10 || out.ExitCode() != 1 {
+		t.Errorf("summary %+v, exit %d", s, out.ExitCode())
+	}
+	console := h.console.String()
+	for _, want := range []string{
+		"flaky.lua (run 2) ... FAIL",
+		"flaky.lua (run 4) ... FAIL",
+		"Runs:\n  flaky.lua  3/5 passed (runs 2, 4 failed)\n  steady.lua  5/5 passed\n",
+		"FAIL: 1 passed, 1 failed (10 runs)",
+	} {
+		if !strings.Contains(console, want) {
+			t.Errorf("console lacks %q:\n%s", want, console)
+		}
+	}
+	if strings.Contains(console, "steady.lua (run") {
+		t.Errorf("passing runs are shown:\n%s", console)
+	}
+	if failed, _ := LastFailed(h.base); len(failed) != 1 {
+		t.Errorf("failed list %v, want flaky.lua once", failed)
+	}
+}
+
+// --until-fail stops starting runs after the first failure.
+func TestUntilFail(t *testing.T) {
+	var h harness
+	var n atomic.Int32
+	f := &fakes{byFn: map[string]func(context.Context, io.Writer, func(result.Event)) *result.File{
+		"a.lua": func(context.Context, io.Writer, func(result.Event)) *result.File {
+			if n.Add(1) == 3 {
+				return failed("a.lua:1: third time")
+			}
+			return passed()
+		},
+	}}
+	cfg := h.config(t, "a.lua")
+	cfg.UntilFail = true
+	cfg.Parallel = 1
+	out := mustRun(t, context.Background(), cfg, f.exec)
+	if n.Load() != 3 || out.Summary.Failed != 1 || out.Summary.Runs != 3 {
+		t.Errorf("%d runs, summary %+v", n.Load(), out.Summary)
+	}
+	if !strings.Contains(h.console.String(), "a.lua  2/3 passed (run 3 failed)") {
+		t.Errorf("console:\n%s", h.console.String())
 	}
 }
