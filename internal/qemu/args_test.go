@@ -24,7 +24,7 @@ func TestDeviceArgs(t *testing.T) {
 			[]string{
 				"-device", "virtio-serial-pci,id=vser-provium.0",
 				"-chardev", "socket,id=port-provium.0,path=/run/x/agent.sock",
-				"-device", "virtserialport,bus=vser-provium.0.0,chardev=port-provium.0,name=provium.0",
+				"-device", "virtserialport,bus=vser-provium.0.0,chardev=port-provium.0,name=provium.0,id=vport-provium.0",
 			},
 			nil},
 		{"vsock", Vsock{CID: 42},

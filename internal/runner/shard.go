@@ -27,8 +27,6 @@ func ParseShard(s string) (Shard, error) {
 	return Shard{}, fmt.Errorf("invalid shard %q: want K/N with 1 <= K <= N, e.g. 2/4", s)
 }
 
-func (s Shard) String() string { return fmt.Sprintf("%d/%d", s.Index, s.Count) }
-
 // Select returns the shard's files: every Count-th file of the sorted list,
 // starting at the Index-th. Every machine that discovers the same tree gets
 // the same list, the shards cover it exactly once, and their sizes differ by

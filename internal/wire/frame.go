@@ -104,36 +104,15 @@ func (h FrameHeader) marshal(b []byte) {
 	binary.LittleEndian.PutUint32(b[20:], crc32c(b[:20]))
 }
 
-// WriteFrame writes one frame. The payload must not exceed MaxChunk.
-func WriteFrame(w io.Writer, h FrameHeader, payload []byte) error {
-	if len(payload) > MaxChunk {
-		return fmt.Errorf("write frame of %d bytes: %w", len(payload), ErrFrameTooLarge)
-	}
-	h.Length = uint32(len(payload))
-	buf := make([]byte, HeaderSize+len(payload))
-	h.marshal(buf)
-	copy(buf[HeaderSize:], payload)
-	_, err := w.Write(buf)
-	return err
-}
-
 // FrameReader reads frames from a stream, resynchronising on the magic number
 // after garbage.
 type FrameReader struct {
 	r *bufio.Reader
-	// Skipped counts bytes discarded while looking for a frame header.
-	Skipped int64
 }
 
 // NewFrameReader returns a reader of frames from r.
 func NewFrameReader(r io.Reader) *FrameReader {
 	return &FrameReader{r: bufio.NewReaderSize(r, 2*MaxChunk)}
-}
-
-// ReadFrame returns the next valid frame. The payload is freshly allocated.
-func (fr *FrameReader) ReadFrame() (FrameHeader, []byte, error) {
-	h, b, err := fr.ReadFrameAppend(nil)
-	return h, b, err
 }
 
 // ReadFrameAppend reads the next valid frame and appends its payload to
@@ -196,5 +175,4 @@ func (fr *FrameReader) skip() {
 		n++
 	}
 	fr.r.Discard(n)
-	fr.Skipped += int64(n)
 }
