@@ -15,17 +15,33 @@ func fileDepends(path string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := elf.NewFile(bytes.NewReader(data))
+	deps, err := elfDepends(data)
 	if err != nil {
 		return nil, fmt.Errorf("kernel module %s: %w", path, err)
 	}
+	return deps, nil
+}
+
+// maxModinfo bounds the .modinfo section read: real ones are a few KiB,
+// and the section's size comes from the file.
+const maxModinfo = 1 << 20
+
+// elfDepends returns the dependencies a module's ELF image lists.
+func elfDepends(data []byte) ([]string, error) {
+	f, err := elf.NewFile(bytes.NewReader(data))
+	if err != nil {
+		return nil, err
+	}
 	sec := f.Section(".modinfo")
 	if sec == nil {
-		return nil, fmt.Errorf("kernel module %s: no .modinfo section", path)
+		return nil, fmt.Errorf("no .modinfo section")
+	}
+	if sec.Size > maxModinfo || sec.Size > uint64(len(data)) {
+		return nil, fmt.Errorf(".modinfo of %d bytes is too large", sec.Size)
 	}
 	info, err := sec.Data()
 	if err != nil {
-		return nil, fmt.Errorf("kernel module %s: read .modinfo: %w", path, err)
+		return nil, fmt.Errorf("read .modinfo: %w", err)
 	}
 	return Depends(info), nil
 }
