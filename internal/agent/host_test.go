@@ -49,9 +49,9 @@ type testHost struct {
 	nextID  atomic.Uint32
 	powered atomic.Bool
 
-	mu      sync.Mutex
-	epoch   uint32
-	waiting map[callKey]chan *wire.Message
+	mu        sync.Mutex
+	epoch     uint32
+	waiting   map[callKey]chan *wire.Message
 	stray     []wire.Envelope // messages nobody waited for
 	foreign   int             // messages of an epoch other than the current one
 	announced []wire.Announce // the agent's announcements
