@@ -90,29 +90,23 @@ func (id *identity) syscall(r request) (*wire.Message, error) {
 	return wire.Reply(m.ID, wire.SyscallResult{Ret: ret}, out...)
 }
 
-// checkMapped adds the checks Validate leaves to the side that allocates:
-// offsets and lengths that would overflow, and the page-rounded total.
+// checkMapped adds the check Validate leaves to the side that allocates:
+// the total once rounded up to pages. Validate has bounded every offset
+// and length.
 func checkMapped(req *wire.Syscall, blobs [][]byte) error {
 	page := os.Getpagesize()
 	total := 0
 	for i := range req.Bufs {
 		total += pages(len(blobs[i]), page)
 	}
-	for k, p := range req.Ptrs {
-		size := len(blobs[p.Buf])
-		if p.Offset < 0 || p.Offset > size-8 {
-			return fmt.Errorf("pointer %d: offset %d does not leave 8 bytes inside buffer %d of %d bytes: %w", k+1, p.Offset, p.Buf, size, wire.ErrMalformed)
-		}
-		if p.Len < 0 || p.Len > wire.MaxSyscallMemory {
-			return fmt.Errorf("pointer %d: length %d is outside 0..%d: %w", k+1, p.Len, wire.MaxSyscallMemory, wire.ErrMalformed)
-		}
+	for _, p := range req.Ptrs {
 		total += pages(p.Len, page)
 		if total > maxSyscallMapped {
 			break
 		}
 	}
 	if total > maxSyscallMapped {
-		return fmt.Errorf("buffers need more than %d bytes of pages: %w", maxSyscallMapped, wire.ErrMalformed)
+		return fmt.Errorf("buffers need more than %d bytes of pages: %w", maxSyscallMapped, wire.ErrBadRequest)
 	}
 	return nil
 }

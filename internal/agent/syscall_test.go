@@ -140,19 +140,19 @@ func TestSyscallRejectsInvalidRequests(t *testing.T) {
 		want  string
 	}{
 		{"argument index out of range", wire.Syscall{Nr: unix.SYS_GETPID, Bufs: []wire.Buf{{Arg: 6}}}, [][]byte{{0}}, "outside"},
-		{"two buffers for one argument", wire.Syscall{Nr: unix.SYS_GETPID, Bufs: []wire.Buf{{Arg: 1}, {Arg: 1}}}, [][]byte{{0}, {0}}, "already has a buffer"},
+		{"two buffers for one argument", wire.Syscall{Nr: unix.SYS_GETPID, Bufs: []wire.Buf{{Arg: 1}, {Arg: 1}}}, [][]byte{{0}, {0}}, "has two buffers"},
 		{"buffer without data", wire.Syscall{Nr: unix.SYS_GETPID, Bufs: []wire.Buf{{Arg: 0}}}, nil, "no data"},
 		{"too many blobs", wire.Syscall{Nr: unix.SYS_GETPID}, [][]byte{{0}}, "blobs"},
 		{"pointer outside its buffer", wire.Syscall{Nr: unix.SYS_GETPID, Bufs: []wire.Buf{{Arg: 0}}, Ptrs: []wire.Ptr{{Buf: 0, Offset: 4, Len: 1}}}, [][]byte{make([]byte, 8)}, "does not leave 8 bytes"},
 		{"pointer offset that overflows", wire.Syscall{Nr: unix.SYS_GETPID, Bufs: []wire.Buf{{Arg: 0}}, Ptrs: []wire.Ptr{{Buf: 0, Offset: math.MaxInt - 4, Len: 1}}}, [][]byte{make([]byte, 8)}, "does not leave 8 bytes"},
-		{"pointer to a missing buffer", wire.Syscall{Nr: unix.SYS_GETPID, Ptrs: []wire.Ptr{{Buf: 0, Len: 1}}}, nil, "refers to buffer"},
-		{"too much memory", wire.Syscall{Nr: unix.SYS_GETPID, Bufs: []wire.Buf{{Arg: 0}}, Ptrs: []wire.Ptr{{Buf: 0, Len: wire.MaxSyscallMemory + 1}}}, [][]byte{make([]byte, 8)}, "exceed"},
-		{"lengths that overflow", wire.Syscall{Nr: unix.SYS_GETPID, Bufs: []wire.Buf{{Arg: 0}}, Ptrs: []wire.Ptr{{Buf: 0, Len: math.MaxInt}, {Buf: 0, Len: math.MaxInt}}}, [][]byte{make([]byte, 8)}, "exceed"},
+		{"pointer to a missing buffer", wire.Syscall{Nr: unix.SYS_GETPID, Ptrs: []wire.Ptr{{Buf: 0, Len: 1}}}, nil, "is for buffer 0 of 0"},
+		{"too much memory", wire.Syscall{Nr: unix.SYS_GETPID, Bufs: []wire.Buf{{Arg: 0}}, Ptrs: []wire.Ptr{{Buf: 0, Len: wire.MaxSyscallMemory + 1}}}, [][]byte{make([]byte, 8)}, "is outside 0.."},
+		{"lengths that overflow", wire.Syscall{Nr: unix.SYS_GETPID, Bufs: []wire.Buf{{Arg: 0}}, Ptrs: []wire.Ptr{{Buf: 0, Len: math.MaxInt}, {Buf: 0, Len: math.MaxInt}}}, [][]byte{make([]byte, 8)}, "is outside 0.."},
 		{"many small pointers", wire.Syscall{Nr: unix.SYS_GETPID, Bufs: []wire.Buf{{Arg: 0}}, Ptrs: manyPointers(40000)}, [][]byte{make([]byte, 8)}, "pages"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := h.fail(wire.MainChannel, wire.OpSyscall, tc.req, tc.blobs...)
-			if !strings.Contains(e.Message, tc.want) || !strings.Contains(e.Message, "malformed") {
+			if !strings.Contains(e.Message, tc.want) || !strings.Contains(e.Message, "invalid request") {
 				t.Errorf("error %q, want one about %q", e.Message, tc.want)
 			}
 		})

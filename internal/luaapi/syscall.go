@@ -1,6 +1,7 @@
 package luaapi
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -125,9 +126,9 @@ var (
 )
 
 // checkPtrSpecs reads a list of pointer specs at argument n: by name, or
-// positionally in the order [buf,] offset, length, data, output.
-// Everything the agent would reject is rejected here with the spec's
-// number, before anything is sent.
+// positionally in the order [buf,] offset, length, data, output. It reads
+// types and the fields a spec needs; whether the values make a valid
+// request is wire.Syscall.Validate's to say.
 func checkPtrSpecs(L *lua.LState, n int, bufs bufSet, names specNames) []ptrSpec {
 	list := L.CheckTable(n)
 	var specs []ptrSpec
@@ -170,9 +171,6 @@ func checkPtrSpecs(L *lua.LState, n int, bufs bufSet, names specNames) []ptrSpec
 		if !ok {
 			bad("%s missing", names.offset)
 		}
-		if size := len(bufs.blobs[s.buf]); off < 0 || off+8 > size {
-			bad("%s %d does not leave 8 bytes for the pointer inside the %d-byte buffer", names.offset, off, size)
-		}
 		s.offset = off
 		length, hasLen := integer(names.length)
 		if dv := next("data"); dv != lua.LNil {
@@ -188,12 +186,6 @@ func checkPtrSpecs(L *lua.LState, n int, bufs bufSet, names specNames) []ptrSpec
 		}
 		if !hasLen {
 			bad("%s missing", names.length)
-		}
-		if length < 0 {
-			bad("negative %s %d", names.length, length)
-		}
-		if len(s.data) > length {
-			bad("%d bytes of data do not fit in %s %d", len(s.data), names.length, length)
 		}
 		s.length = length
 		s.output = lua.LVAsBool(next("output"))
@@ -227,18 +219,15 @@ func newCall(nr int64, args [wire.MaxArgs]uint64, bufs bufSet, ptrs []ptrSpec) *
 }
 
 // do sends the call and returns the raw result and the buffers after it
-// (buffers in argument order, then output pointers in spec order). The
-// request is validated here first, so that a malformed one is the
-// script's error, never sent and never mistaken for a protocol failure.
+// (buffers in argument order, then output pointers in spec order). A
+// request that is not valid is the script's error, never sent (the client
+// validates it) and never mistaken for a failure of the guest.
 func (rt *script) do(L *lua.LState, t target, method string, c *call) (int64, [][]byte) {
-	if len(c.blobs) > wire.MaxBlobs {
-		rt.raise(L, t, method, "%d buffers and pointer contents exceed the %d a call can carry", len(c.blobs), wire.MaxBlobs)
-	}
-	if err := c.req.Validate(c.blobs); err != nil {
-		rt.raise(L, t, method, "%v", err)
-	}
 	a := rt.agentOf(L, t, method)
 	ret, outs, err := a.Syscall(rt.ctx, c.req, c.blobs)
+	if errors.Is(err, wire.ErrBadRequest) {
+		rt.raise(L, t, method, "%v", err)
+	}
 	if err != nil {
 		rt.fail(L, t, method, err)
 	}

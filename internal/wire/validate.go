@@ -1,64 +1,77 @@
 package wire
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+)
 
 // MaxSyscallMemory bounds the guest memory one Syscall may ask for.
 const MaxSyscallMemory = 64 << 20
 
-// Validate checks a Syscall against the blobs that come with it, so that
-// both the host (before sending) and the agent (before touching memory)
-// reject the same malformed requests with the same words.
+// ErrBadRequest means a request that cannot be carried out as given: the
+// caller's mistake, not the peer's.
+var ErrBadRequest = errors.New("invalid request")
+
+// Validate checks a Syscall against the blobs that come with it. It is the
+// one definition of a valid request: the host runs it before sending (a
+// test's malformed request is its own error, never sent) and the agent
+// before touching memory. Buffers are named by the argument they are
+// passed as, pointers by their place in Ptrs, from 1, as users write them.
 func (s *Syscall) Validate(blobs [][]byte) error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf(format+": %w", append(args, ErrBadRequest)...)
+	}
+	if len(blobs) > MaxBlobs {
+		return bad("%d buffers and pointer contents exceed the %d a call can carry", len(blobs), MaxBlobs)
+	}
 	if len(s.Bufs) > MaxArgs {
-		return fmt.Errorf("%d buffers for %d arguments: %w", len(s.Bufs), MaxArgs, ErrMalformed)
+		return bad("%d buffers for %d arguments", len(s.Bufs), MaxArgs)
 	}
 	seen := map[int]bool{}
 	total := 0
 	for i, b := range s.Bufs {
 		if b.Arg < 0 || b.Arg >= MaxArgs {
-			return fmt.Errorf("buffer %d: argument index %d is outside 0..%d: %w", i, b.Arg, MaxArgs-1, ErrMalformed)
+			return bad("a buffer for argument %d, outside 0..%d", b.Arg, MaxArgs-1)
 		}
 		if seen[b.Arg] {
-			return fmt.Errorf("buffer %d: argument %d already has a buffer: %w", i, b.Arg, ErrMalformed)
+			return bad("argument %d has two buffers", b.Arg)
 		}
 		seen[b.Arg] = true
 		if i >= len(blobs) {
-			return fmt.Errorf("buffer %d has no data: %w", i, ErrMalformed)
+			return bad("the buffer of argument %d has no data", b.Arg)
 		}
 		total += len(blobs[i])
 	}
 	withData := 0
 	for k, p := range s.Ptrs {
+		n := k + 1
 		if p.Buf < 0 || p.Buf >= len(s.Bufs) {
-			return fmt.Errorf("pointer %d refers to buffer %d, but there are %d buffers: %w", k+1, p.Buf, len(s.Bufs), ErrMalformed)
+			return bad("pointer %d is for buffer %d of %d", n, p.Buf, len(s.Bufs))
 		}
-		size := len(blobs[p.Buf])
+		arg, size := s.Bufs[p.Buf].Arg, len(blobs[p.Buf])
 		if p.Offset < 0 || p.Offset > size-8 {
-			return fmt.Errorf("pointer %d: offset %d does not leave 8 bytes inside buffer %d of %d bytes: %w", k+1, p.Offset, p.Buf, size, ErrMalformed)
+			return bad("pointer %d: offset %d does not leave 8 bytes for it inside the %d-byte buffer of argument %d", n, p.Offset, size, arg)
 		}
-		if p.Len < 0 {
-			return fmt.Errorf("pointer %d: negative length %d: %w", k+1, p.Len, ErrMalformed)
-		}
-		if p.Len > MaxSyscallMemory-total {
-			return fmt.Errorf("pointer %d: %d bytes of memory exceed the %d-byte limit: %w", k+1, p.Len, MaxSyscallMemory, ErrMalformed)
+		if p.Len < 0 || p.Len > MaxSyscallMemory-total {
+			return bad("pointer %d: length %d is outside 0..%d bytes", n, p.Len, max(MaxSyscallMemory-total, 0))
 		}
 		if p.HasData {
 			idx := len(s.Bufs) + withData
 			withData++
 			if idx >= len(blobs) {
-				return fmt.Errorf("pointer %d has no data: %w", k+1, ErrMalformed)
+				return bad("pointer %d has no data", n)
 			}
 			if len(blobs[idx]) > p.Len {
-				return fmt.Errorf("pointer %d: %d bytes of data for %d bytes of memory: %w", k+1, len(blobs[idx]), p.Len, ErrMalformed)
+				return bad("pointer %d: %d bytes of data do not fit in its %d bytes", n, len(blobs[idx]), p.Len)
 			}
 		}
 		total += p.Len
 	}
 	if len(blobs) != len(s.Bufs)+withData {
-		return fmt.Errorf("%d blobs for %d buffers and %d pointer contents: %w", len(blobs), len(s.Bufs), withData, ErrMalformed)
+		return bad("%d blobs for %d buffers and %d pointer contents", len(blobs), len(s.Bufs), withData)
 	}
 	if total > MaxSyscallMemory {
-		return fmt.Errorf("%d bytes of buffers exceed %d: %w", total, MaxSyscallMemory, ErrMalformed)
+		return bad("%d bytes of buffers exceed %d", total, MaxSyscallMemory)
 	}
 	return nil
 }

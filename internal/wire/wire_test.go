@@ -180,8 +180,8 @@ func TestSyscallValidate(t *testing.T) {
 			if tc.ok && err != nil {
 				t.Fatalf("unexpected error: %v", err)
 			}
-			if !tc.ok && !errors.Is(err, ErrMalformed) {
-				t.Fatalf("err = %v, want ErrMalformed", err)
+			if !tc.ok && !errors.Is(err, ErrBadRequest) {
+				t.Fatalf("err = %v, want ErrBadRequest", err)
 			}
 		})
 	}
