@@ -54,10 +54,14 @@ func (cfg *Config) args(consolePath string, incomingFD int) []string {
 		"-machine", cfg.Machine,
 		"-accel", accel,
 		"-cpu", cpu,
-		"-m", strconv.Itoa(cfg.MemoryMiB),
-		"-smp", strconv.Itoa(cfg.CPUs),
 		"-chardev", fmt.Sprintf("socket,id=qmp,fd=%d", qmpFD),
 		"-mon", "chardev=qmp,mode=control",
+	}
+	if cfg.MemoryMiB > 0 {
+		args = append(args, "-m", strconv.Itoa(cfg.MemoryMiB))
+	}
+	if cfg.CPUs > 0 {
+		args = append(args, "-smp", strconv.Itoa(cfg.CPUs))
 	}
 	devices := cfg.Devices
 	if consolePath != "" {

@@ -129,7 +129,7 @@ func TestWithDefaults(t *testing.T) {
 	t.Setenv("PROVIUM_QEMU", "/opt/qemu")
 	t.Setenv("PROVIUM_ACCEL", "tcg")
 	c := Config{}.withDefaults()
-	if c.Binary != "/opt/qemu" || c.Accel != "tcg" || c.Machine != DefaultMachine || c.MemoryMiB != 512 || c.CPUs != 1 {
+	if c.Binary != "/opt/qemu" || c.Accel != "tcg" || c.Machine != DefaultMachine || c.MemoryMiB != 0 || c.CPUs != 0 {
 		t.Errorf("defaults: %+v", c)
 	}
 }

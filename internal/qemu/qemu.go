@@ -62,8 +62,8 @@ type Config struct {
 	Kernel    string
 	Initrd    string
 	Append    []string // extra kernel arguments, after the devices' own
-	MemoryMiB int      // default 512
-	CPUs      int      // default 1
+	MemoryMiB int      // 0: QEMU's own default (package machine sets the VM's)
+	CPUs      int      // 0: QEMU's own default
 	Devices   []Device
 	// Dir is the VM's runtime directory. QEMU needs none today (QMP
 	// uses an inherited socket); it is kept for devices that do.
@@ -85,12 +85,6 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.Machine == "" {
 		cfg.Machine = DefaultMachine
-	}
-	if cfg.MemoryMiB <= 0 {
-		cfg.MemoryMiB = 512
-	}
-	if cfg.CPUs <= 0 {
-		cfg.CPUs = 1
 	}
 	return cfg
 }

@@ -72,7 +72,7 @@ sleep 1000
 	defer cancel()
 	console := newWatcher("disk ro=")
 	p, err := Start(ctx, Config{
-		Kernel: kernel, Initrd: initrd, Accel: "tcg", Console: console,
+		Kernel: kernel, Initrd: initrd, Accel: "tcg", Console: console, MemoryMiB: 512,
 		Devices: []Device{
 			VirtioSerialPort{Name: "provium.test", SocketPath: sock},
 			Disk{Path: disk, ReadOnly: true},

@@ -122,13 +122,13 @@ func BenchmarkBoot(b *testing.B) {
 			for range b.N {
 				p, err := Start(context.Background(), Config{
 					Kernel: kernel, Initrd: initrd, Machine: bc.machine, Append: bc.append,
-					Accel: "tcg", Console: discard{},
+					Accel: "tcg", Console: discard{}, MemoryMiB: 512,
 				})
 				if err != nil {
 					b.Fatal(err)
 				}
-				if err := p.Wait(); err != nil {
-					b.Fatal(err)
+				if exit := p.Wait(); !exit.Clean() {
+					b.Fatal(exit)
 				}
 			}
 		})
