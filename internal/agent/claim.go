@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"slices"
 	"strings"
@@ -260,4 +261,101 @@ func placeFDs(sock int, got, want []int) (int, error) {
 		unix.Close(got[i])
 	}
 	return sock, nil
+}
+
+// The agent's side of a claim.
+
+// errSpareUnfit says that the spawning thread differs from the spare in
+// something a claim does not carry.
+var errSpareUnfit = errors.New("the spare cannot stand in for a fork of this thread")
+
+// claimSpare makes the spare the worker of ch, if there is a spare and it
+// fits the calling thread, the parent identity's. It returns nil if the
+// caller must start a worker the usual way.
+func (a *Agent) claimSpare(ch uint32) (*forkWorker, wire.SpawnReply) {
+	w, base := a.takeSpare()
+	if w == nil {
+		return nil, wire.SpawnReply{}
+	}
+	rep, err := w.claim(ch, base)
+	if err != nil {
+		if !errors.Is(err, errSpareUnfit) {
+			a.logf("claim a spare worker process: %v", err)
+		}
+		w.dispose()
+		return nil, wire.SpawnReply{}
+	}
+	return w, rep
+}
+
+// wake gives every thread of the spare w the scheduling policy of the
+// thread it was started from, which is the claiming thread's too (see
+// inherited). It runs on a thread of its own: the claiming thread may have
+// given up the privilege to change another process's policy. Threads the
+// spare starts later inherit the policy from these; the spare checks once
+// more when the claim arrives (see runSpare).
+func (w *forkWorker) wake() error {
+	done := make(chan error, 1)
+	go func() { done <- setProcessSched(w.proc.Pid, w.sched[0], w.sched[1]) }()
+	if err := <-done; err != nil {
+		return fmt.Errorf("spare worker %d: restore its priority: %w", w.proc.Pid, err)
+	}
+	return nil
+}
+
+// claim sends the spare w everything it needs to become the worker of ch
+// that a fork of the calling thread would have been, and waits until it is
+// ready. It runs on the parent identity's thread: the credentials, the
+// descriptor table, the working directory and the umask it sends are that
+// thread's. base is what the spare inherited when it started; if the
+// calling thread differs in any of that, the claim fails with
+// errSpareUnfit.
+func (w *forkWorker) claim(ch uint32, base inherited) (wire.SpawnReply, error) {
+	now, umask, err := threadInherited()
+	if err != nil {
+		return wire.SpawnReply{}, err
+	}
+	if now != base {
+		return wire.SpawnReply{}, errSpareUnfit
+	}
+	c, err := threadCreds()
+	if err != nil {
+		return wire.SpawnReply{}, err
+	}
+	fds, err := inheritedFDs()
+	if err != nil {
+		return wire.SpawnReply{}, err
+	}
+	if 1+len(fds) > maxClaimFDs {
+		return wire.SpawnReply{}, fmt.Errorf("%w: more than %d descriptors to pass", errSpareUnfit, maxClaimFDs-1)
+	}
+	// The working directory travels as a descriptor, which also works
+	// where a path would not (deleted, or out of the worker's reach).
+	cwd, err := unix.Open(".", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return wire.SpawnReply{}, fmt.Errorf("working directory: %w", err)
+	}
+	defer unix.Close(cwd)
+	if err := w.wake(); err != nil {
+		return wire.SpawnReply{}, err
+	}
+	cl := newClaim(ch, c, umask, os.Environ(), fds)
+	cl.Sched = w.sched
+	msg, err := cl.encode()
+	if err != nil {
+		return wire.SpawnReply{}, err
+	}
+	uc, ok := w.sock.(*net.UnixConn)
+	if !ok {
+		return wire.SpawnReply{}, fmt.Errorf("worker socket is a %T", w.sock)
+	}
+	w.ch.Store(ch)
+	n, _, err := uc.WriteMsgUnix(msg, unix.UnixRights(append([]int{cwd}, fds...)...), nil)
+	if err == nil && n < len(msg) {
+		_, err = uc.Write(msg[n:])
+	}
+	if err != nil {
+		return wire.SpawnReply{}, fmt.Errorf("send claim: %w", err)
+	}
+	return w.waitReady(spawnWait)
 }

@@ -79,7 +79,7 @@ func (id *identity) exec(r request) (*wire.Message, error) {
 	pgid := cmd.Process.Pid
 	id.trackCommand(pgid, true)
 	defer id.trackCommand(pgid, false)
-	if !id.host.live(r.session) {
+	if !id.proc.live(r.session) {
 		// A new session began after serve checked this request and
 		// before the command was tracked, so endSession missed it.
 		killGroup(pgid)

@@ -11,9 +11,9 @@ import (
 	"github.com/provium/provium/internal/wire"
 )
 
-// host is what an identity needs from the process around it: the main
-// agent, or in a fork worker process the socket to the main agent.
-type host interface {
+// process is what an identity needs from the process it runs in: the
+// main agent, or in a fork worker process the socket to the main agent.
+type process interface {
 	// reply sends the answer to a request of session on ch.
 	reply(session uint64, ch uint32, m *wire.Message)
 	// live reports whether session is still current; requests of an
@@ -28,7 +28,7 @@ type host interface {
 // see the package documentation for why.
 type identity struct {
 	ch   uint32
-	host host
+	proc process
 	mb   *mailbox
 	done chan struct{} // closed when the identity's goroutine has returned
 	jobs jobTable
@@ -39,10 +39,10 @@ type identity struct {
 	status   int          // the exit status it asked for
 }
 
-func newIdentity(ch uint32, h host) *identity {
+func newIdentity(ch uint32, p process) *identity {
 	return &identity{
 		ch:       ch,
-		host:     h,
+		proc:     p,
 		mb:       newMailbox(),
 		done:     make(chan struct{}),
 		commands: map[int]bool{},
@@ -83,20 +83,20 @@ func (id *identity) serve() {
 		if !ok {
 			return
 		}
-		if !id.host.live(r.session) {
+		if !id.proc.live(r.session) {
 			continue // the host that asked is gone
 		}
 		if r.msg.Op == wire.OpClose {
 			if id.ch == wire.MainChannel {
-				id.host.reply(r.session, id.ch, errorReply(r.msg.ID, fmt.Errorf("close: channel %d is the VM's own identity, not a worker", id.ch)))
+				id.proc.reply(r.session, id.ch, errorReply(r.msg.ID, fmt.Errorf("close: channel %d is the VM's own identity, not a worker", id.ch)))
 				continue
 			}
 			id.kill()
 			reply, _ := wire.Reply(r.msg.ID, nil)
-			id.host.reply(r.session, id.ch, reply)
+			id.proc.reply(r.session, id.ch, reply)
 			return
 		}
-		id.host.reply(r.session, id.ch, id.handle(r))
+		id.proc.reply(r.session, id.ch, id.handle(r))
 		if id.exitReason() != "" {
 			return // its thread goes with it: the goroutine is locked to it
 		}
@@ -151,7 +151,7 @@ func (id *identity) deliver(r request) error {
 // It does not wait for the goroutine; see done.
 func (id *identity) kill() {
 	for _, r := range id.mb.close() {
-		id.host.reply(r.session, id.ch, errorReply(r.msg.ID, fmt.Errorf("%v: worker (channel %d) was stopped", r.msg.Op, id.ch)))
+		id.proc.reply(r.session, id.ch, errorReply(r.msg.ID, fmt.Errorf("%v: worker (channel %d) was stopped", r.msg.Op, id.ch)))
 	}
 	id.killCommands()
 	id.jobs.killAll(0)
@@ -163,7 +163,7 @@ func (id *identity) close(r request) {
 		// A full queue must not keep a closed worker alive.
 		id.kill()
 		reply, _ := wire.Reply(r.msg.ID, nil)
-		id.host.reply(r.session, id.ch, reply)
+		id.proc.reply(r.session, id.ch, reply)
 	}
 }
 
@@ -215,7 +215,7 @@ func (id *identity) spawn(r request) (*wire.Message, error) {
 	if err := r.msg.Decode(&s); err != nil {
 		return nil, err
 	}
-	res, err := id.host.spawn(id, r.session, s)
+	res, err := id.proc.spawn(id, r.session, s)
 	if err != nil {
 		return nil, err
 	}

@@ -93,7 +93,7 @@ func workerEnv() (fd int, ch uint32, err error) {
 // and returns the socket and the channel to serve; if it fails, the worker
 // sends the error instead of its ready signal (io.EOF: it just exits).
 func runWorker(open func() (io.ReadWriter, uint32, error)) int {
-	h := &workerHost{}
+	h := &workerProcess{}
 	id := newIdentity(0, h)
 	var ch uint32
 	tid, err := id.start(func() error {
@@ -144,18 +144,18 @@ func runWorker(open func() (io.ReadWriter, uint32, error)) int {
 	return id.exitStatus()
 }
 
-// workerHost is what an identity sees of a worker process.
-type workerHost struct {
+// workerProcess is what an identity sees of a worker process.
+type workerProcess struct {
 	conn *wire.Conn
 }
 
-func (h *workerHost) reply(_ uint64, ch uint32, m *wire.Message) {
+func (h *workerProcess) reply(_ uint64, ch uint32, m *wire.Message) {
 	// An error means the agent is gone; the receive loop ends too.
 	send(h.conn, ch, m)
 }
 
-func (h *workerHost) live(uint64) bool { return true }
+func (h *workerProcess) live(uint64) bool { return true }
 
-func (h *workerHost) spawn(*identity, uint64, wire.Spawn) (wire.SpawnReply, error) {
+func (h *workerProcess) spawn(*identity, uint64, wire.Spawn) (wire.SpawnReply, error) {
 	return wire.SpawnReply{}, errors.New("spawn: a worker process cannot spawn workers")
 }

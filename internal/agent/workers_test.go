@@ -43,6 +43,18 @@ func requireRoot(t *testing.T) {
 	}
 }
 
+// requireAllThreads skips a test of credentials given to a whole worker
+// process: a binary linked with cgo cannot change other threads' (see
+// applyAll), and the test binary is such a binary unless built with
+// CGO_ENABLED=0, as provium itself always is and CI builds its tests.
+func requireAllThreads(t *testing.T) {
+	t.Helper()
+	requireRoot(t)
+	if !allThreadsSupported() {
+		t.Skip("this test binary is linked with cgo, which cannot give credentials to every thread; run it with CGO_ENABLED=0")
+	}
+}
+
 func TestThreadWorker(t *testing.T) {
 	requireRoot(t)
 	h := newSession(t)
@@ -164,7 +176,7 @@ func TestForkWorker(t *testing.T) {
 }
 
 func TestForkWorkerStartsWithItsParentsCredentials(t *testing.T) {
-	requireRoot(t)
+	requireAllThreads(t)
 	h := newSession(t)
 	if ret := h.sys(wire.MainChannel, unix.SYS_SETRESUID, minus1, 2000, minus1); ret != 0 {
 		t.Fatalf("setresuid = %d", ret)
