@@ -10,6 +10,8 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"flag"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +24,12 @@ import (
 var provium string
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		// Every test here boots VMs: -short is the fast inner loop.
+		fmt.Println("e2e: every test boots VMs; skipped with -short")
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "provium-e2e-")
 	if err != nil {
 		panic(err)
@@ -57,6 +65,9 @@ type Env struct {
 // NewEnv makes an empty project whose files are given as path -> content.
 func NewEnv(t *testing.T, files map[string]string) *Env {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("boots VMs: skipped with -short")
+	}
 	e := &Env{t: t, Dir: t.TempDir(), Cache: t.TempDir(), Tmp: t.TempDir()}
 	for p, c := range files {
 		e.Write(p, c)

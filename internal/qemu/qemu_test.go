@@ -25,6 +25,9 @@ import (
 // the built-in profiles use (provium setup puts it in the user cache).
 func testKernel(t testing.TB) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("boots a VM: skipped with -short")
+	}
 	if _, err := exec.LookPath(Binary()); err != nil {
 		t.Fatalf("no QEMU: %v (scripts/setup installs it)", err)
 	}
