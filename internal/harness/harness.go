@@ -179,6 +179,9 @@ func (h *Harness) RunFile(ctx context.Context, file string, log io.Writer, emit 
 			}
 			emit(ev)
 		},
+		OnReport: func(r result.KernelReport, subtest string) {
+			emit(result.Event{Kind: result.KernelSeen, File: file, Name: subtest, Report: &r})
+		},
 	})
 }
 

@@ -187,7 +187,10 @@ func (fh *fileHost) resume(ctx context.Context, e *fixture.Entry) (*hostVM, erro
 	if err := v.acquire(ctx, e.Shape.MemoryMiB, e.Shape.CPUs); err != nil {
 		return nil, fmt.Errorf("fixture %q: %w", e.Name, err)
 	}
-	vm, err := machine.Resume(ctx, fh.machineConfig(vmName, v), e.Snapshot, e.Shape)
+	cfg := fh.machineConfig(vmName, v)
+	// The profile says how to read the VM's kernel reports.
+	cfg.Profile, _ = fh.h.profiles.Get(e.Boot.Profile)
+	vm, err := machine.Resume(ctx, cfg, e.Snapshot, e.Shape)
 	if err != nil {
 		v.releasePool()
 		return nil, err

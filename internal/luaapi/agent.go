@@ -67,6 +67,7 @@ func (rt *script) self(L *lua.LState, method string) target {
 // agentOf returns the identity to call, raising the state error if the VM
 // or worker cannot take calls.
 func (rt *script) agentOf(L *lua.LState, t target, method string) *client.Agent {
+	rt.mark(L)
 	a, err := t.agent()
 	if err != nil {
 		rt.fail(L, t, method, err)

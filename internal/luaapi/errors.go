@@ -70,10 +70,15 @@ func (rt *script) fail(L *lua.LState, t target, method string, err error) {
 	}
 	msg := fmt.Sprintf("%s:%s on %s: %v", t.kind(), method, t.name(), err)
 	if infrastructure(err) {
+		v := t.vm()
+		panics := v.m.Settle(context.WithoutCancel(rt.ctx))
 		ge := result.Guest(err)
 		if ge == nil {
-			v := t.vm()
-			ge = &result.GuestError{VM: v.m.Name(), Err: err, Console: v.m.ConsoleTail(result.TailLines)}
+			ge = &result.GuestError{VM: v.m.Name(), Err: err, Console: v.m.ConsoleTail(result.TailLines), Reports: panics}
+		}
+		if len(ge.Reports) > 0 {
+			// What the kernel said explains the lost connection.
+			msg = fmt.Sprintf("%s:%s on %s: %s (%v)", t.kind(), method, t.name(), ge.Reports[len(ge.Reports)-1].Title, err)
 		}
 		rt.raiseGuest(L, msg, ge)
 	}

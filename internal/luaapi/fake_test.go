@@ -25,6 +25,7 @@ import (
 // fakeAgent is a guest agent good enough for the bindings: it speaks the
 // real protocol over a net.Pipe and records what it was asked.
 type fakeAgent struct {
+	printk   func(title string) // a command "printk TITLE" makes the kernel report TITLE
 	mu       sync.Mutex
 	files    map[string][]byte
 	execs    []execCall
@@ -102,6 +103,9 @@ func (a *fakeAgent) handle(c *wire.Conn, env wire.Envelope) (*wire.Message, bool
 		a.execs = append(a.execs, execCall{env.Channel, req, string(m.Blob(0))})
 		if req.Cmd == "die" {
 			return nil, true // the agent vanishes
+		}
+		if title, ok := strings.CutPrefix(req.Cmd, "printk "); ok && a.printk != nil {
+			a.printk(title) // the kernel prints a report
 		}
 		out, ok := cannedExec[req.Cmd]
 		if !ok {
@@ -220,15 +224,44 @@ type fakeMachine struct {
 	booted  machine.BootOptions
 	console []string
 	panicky bool
+	reports []result.KernelReport
+	drains  int
 }
 
 func newFakeMachine(t *testing.T, name string) *fakeMachine {
-	return &fakeMachine{
+	m := &fakeMachine{
 		t: t, label: name, state: machine.StateCreated,
 		agent:   &fakeAgent{files: map[string][]byte{}},
 		console: []string{"[    0.000] booting " + name, "[    1.000] provium agent ready"},
 	}
+	m.agent.printk = func(title string) {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		m.reports = append(m.reports, result.KernelReport{Kind: "warning", Title: title, Text: title + "\nCall Trace:\n foo+0x1/0x2", VM: name, Time: time.Now()})
+	}
+	return m
 }
+
+func (m *fakeMachine) KernelReports(n int) []result.KernelReport {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if n >= len(m.reports) {
+		return nil
+	}
+	return append([]result.KernelReport(nil), m.reports[n:]...)
+}
+
+func (m *fakeMachine) DrainConsole(context.Context) {
+	m.mu.Lock()
+	m.drains++
+	m.mu.Unlock()
+}
+
+func (m *fakeMachine) ScanLeaks(context.Context) error { return nil }
+
+func (m *fakeMachine) Settle(context.Context) []result.KernelReport { return nil }
+
+func (m *fakeMachine) KernelIgnore() []string { return []string{"noise in"} }
 
 func (m *fakeMachine) Name() string { return m.label }
 

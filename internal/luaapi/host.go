@@ -22,6 +22,20 @@ type Machine interface {
 	Kill() error
 	// ConsoleTail returns the last n lines of the serial console.
 	ConsoleTail(n int) []string
+	// KernelReports returns the kernel reports the VM printed, from the
+	// n-th on.
+	KernelReports(n int) []result.KernelReport
+	// DrainConsole waits, briefly, until the VM has printed what it
+	// had, so that a report printed just before is in KernelReports.
+	DrainConsole(ctx context.Context)
+	// ScanLeaks has kmemleak look for leaks, when the profile asks for
+	// it, and adds what it finds to KernelReports.
+	ScanLeaks(ctx context.Context) error
+	// KernelIgnore lists what the profile says is kernel noise.
+	KernelIgnore() []string
+	// Settle waits, briefly, for a VM whose agent is gone to end, and
+	// returns the kernel panics it printed.
+	Settle(ctx context.Context) []result.KernelReport
 }
 
 // Host makes VMs for one file. The runner gives each file its own Host,
@@ -45,4 +59,7 @@ type Options struct {
 	Fixture bool
 	// OnSubtest, if set, is called as each sub-test ends.
 	OnSubtest func(result.Subtest)
+	// OnReport, if set, is told of every kernel report, with the
+	// sub-test it belongs to ("" outside any).
+	OnReport func(r result.KernelReport, subtest string)
 }

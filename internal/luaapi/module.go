@@ -14,11 +14,12 @@ import (
 func (rt *script) module(L *lua.LState) *lua.LTable {
 	mod := L.NewTable()
 	for name, fn := range map[string]lua.LGFunction{
-		"create":       rt.create,
-		"fixture":      rt.fixture,
-		"shutdown_all": rt.shutdownAll,
-		"pack":         luaPack,
-		"unpack":       luaUnpack,
+		"create":        rt.create,
+		"fixture":       rt.fixture,
+		"shutdown_all":  rt.shutdownAll,
+		"pack":          luaPack,
+		"unpack":        luaUnpack,
+		"kernel_ignore": rt.kernelIgnore,
 	} {
 		mod.RawSetString(name, L.NewFunction(rt.guard("provium."+name, fn)))
 	}

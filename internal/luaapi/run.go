@@ -32,8 +32,13 @@ import (
 // scope is a sub-test, or the file outside any sub-test: what a failure
 // there is attributed to.
 type scope struct {
-	name   string // sub-test name; "" at file scope
-	lastVM *vmObj // the VM most recently used here
+	name    string      // sub-test name; "" at file scope
+	lastVM  *vmObj      // the VM most recently used here
+	calls   []guestCall // calls to the guest, for reports to point at
+	expects []*expectation
+	// pending are reports of this scope taken when a sub-test in it
+	// began; they count at the scope's end.
+	pending []result.KernelReport
 }
 
 // script is the state of one file's run.
@@ -51,6 +56,7 @@ type script struct {
 	// lastRaised is the last error raised with a guest's console, so
 	// that the failure it becomes keeps the console as data.
 	lastRaised *raised
+	ignore     []string // provium.kernel_ignore patterns
 }
 
 // Run runs one Lua file and reports what happened. It never panics and
@@ -72,6 +78,7 @@ func Run(ctx context.Context, opts Options) *result.File {
 		rt.open(L)
 		L.SetContext(ctx)
 		rt.runFile(L)
+		rt.endFile()
 	})
 	rt.protect(rt.cleanup)
 	rt.res.Status = rt.status()
@@ -155,6 +162,7 @@ func (rt *script) open(L *lua.LState) {
 		"assert_contains": luaAssertContains,
 		"test":            rt.test,
 		"todo":            rt.todo,
+		"expect_kernel":   rt.expectKernel,
 		"wait_until":      rt.globalWaitUntil,
 		"dofile":          rt.dofile,
 		"loadfile":        rt.loadfile,
@@ -190,6 +198,20 @@ func (rt *script) runFile(L *lua.LState) {
 		}
 		rt.res.Failure = rt.failureOf(c, err)
 		rt.logf("[file] FAIL: %s\n%s", rt.res.Failure.Message, rt.res.Failure.Traceback)
+	}
+}
+
+// endFile gives the file scope the kernel reports that appeared outside any
+// sub-test: one that nothing covers fails the file.
+func (rt *script) endFile() {
+	if rt.ctx.Err() != nil || rt.skipped {
+		return
+	}
+	reports, err := rt.collect(true)
+	reports = append(rt.scope.pending, reports...)
+	if f := rt.reportFailure(rt.res.Failure, rt.main, reports, err); f != nil && rt.res.Failure == nil {
+		rt.res.Failure = f
+		rt.logf("[file] FAIL: %s", f.Message)
 	}
 }
 
@@ -279,10 +301,22 @@ func (rt *script) test(L *lua.LState) int {
 		name = rt.scope.name + "/" + name
 	}
 	prev := rt.scope
+	// What appeared before this sub-test is the enclosing scope's.
+	if early, _ := rt.collect(false); len(early) > 0 {
+		prev.pending = append(prev.pending, early...)
+	}
+	where := strings.TrimRight(L.Where(1), ": ")
 	rt.scope = &scope{name: name}
 	start := time.Now()
 	c := &caught{outer: luaFrames(L)}
 	_, err := rt.pcall(L, fn, nil, rt.handler(L, c))
+	var reports []result.KernelReport
+	var rerr error
+	if rt.ctx.Err() == nil {
+		reports, rerr = rt.collect(true)
+	}
+	reports = append(rt.scope.pending, reports...)
+	inner := rt.scope
 	rt.scope = prev
 
 	st := result.Subtest{Name: name, Duration: time.Since(start)}
@@ -296,6 +330,14 @@ func (rt *script) test(L *lua.LState) int {
 	default:
 		st.Status, st.Failure = result.Failed, rt.failureOf(c, err)
 		rt.logf("[test] %s: FAIL: %s\n%s", name, st.Failure.Message, st.Failure.Traceback)
+	}
+	if st.Status != result.Skipped {
+		rt.scope = inner
+		if f := rt.reportFailure(st.Failure, where, reports, rerr); f != nil && st.Failure == nil {
+			st.Status, st.Failure = result.Failed, f
+			rt.logf("[test] %s: FAIL: %s", name, f.Message)
+		}
+		rt.scope = prev
 	}
 	rt.res.Subtests = append(rt.res.Subtests, st)
 	if rt.opts.OnSubtest != nil {

@@ -17,6 +17,8 @@ type vmObj struct {
 	m        Machine
 	ud       *lua.LUserData
 	nworkers int // workers spawned so far, to name them
+	// reportsSeen counts the VM's kernel reports a scope has taken.
+	reportsSeen int
 }
 
 func (v *vmObj) kind() string { return "vm" }
@@ -46,6 +48,8 @@ func (rt *script) vmMetatable(L *lua.LState) {
 		"shutdown": rt.shutdown,
 		"kill":     rt.kill,
 		"spawn":    rt.spawn,
+
+		"kernel_reports": rt.kernelReports,
 	}))
 	mt := L.NewTypeMetatable(vmType)
 	L.SetFuncs(mt, rt.guardAll(map[string]lua.LGFunction{

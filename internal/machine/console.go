@@ -15,6 +15,7 @@ type console struct {
 	mu      sync.Mutex
 	log     io.Writer
 	prefix  string
+	onLine  func(string) // each complete line, also, if set
 	partial []byte
 	ring    []string
 	next    int
@@ -46,6 +47,9 @@ func (c *console) Write(p []byte) (int, error) {
 }
 
 func (c *console) line(s string) {
+	if c.onLine != nil {
+		c.onLine(s)
+	}
 	c.ring[c.next] = s
 	c.next = (c.next + 1) % len(c.ring)
 	if c.next == 0 {

@@ -20,6 +20,7 @@ import (
 	"github.com/provium/provium/internal/profile"
 	"github.com/provium/provium/internal/qemu"
 	"github.com/provium/provium/internal/result"
+	"github.com/provium/provium/internal/symbolize"
 	"github.com/provium/provium/internal/wire"
 	"github.com/provium/provium/internal/wire/boot"
 )
@@ -94,6 +95,8 @@ func (s Shape) qemuConfig(transport qemu.Device) qemu.Config {
 type VM struct {
 	cfg     Config
 	console *console
+	reports *reporter
+	kmsg    *kmsgReader // the kernel log through the agent, when the console is quiet
 
 	mu       sync.Mutex
 	state    State
@@ -105,7 +108,14 @@ type VM struct {
 
 // New returns a VM that is not booted.
 func New(cfg Config) *VM {
-	return &VM{cfg: cfg, state: StateCreated, console: newConsole(cfg.Log, "["+cfg.Name+" console] ")}
+	vm := &VM{cfg: cfg, state: StateCreated, console: newConsole(cfg.Log, "["+cfg.Name+" console] ")}
+	var sym *symbolize.Symbolizer
+	if p := cfg.Profile; p != nil {
+		sym = symbolizerFor(p.Vmlinux, p.Modules, vm.logf)
+	}
+	vm.reports = newReporter(cfg.Name, sym)
+	vm.console.onLine = vm.reports.line
+	return vm
 }
 
 // Name identifies the VM in messages.
@@ -151,9 +161,22 @@ func (vm *VM) CommandLine() string {
 	return vm.proc.CommandLine()
 }
 
-// guestError is err with what the VM's console showed last.
+// guestError is err with what the VM's console showed last, and the
+// panic that ended it, if one did.
 func (vm *VM) guestError(err error) error {
-	return &result.GuestError{VM: vm.cfg.Name, Err: err, Console: vm.console.Tail(result.TailLines)}
+	return &result.GuestError{VM: vm.cfg.Name, Err: err, Console: vm.console.Tail(result.TailLines), Reports: vm.Panics()}
+}
+
+// Panics returns the kernel panics the VM printed: what ended it, when
+// one did.
+func (vm *VM) Panics() []result.KernelReport {
+	var out []result.KernelReport
+	for _, r := range vm.reports.since(0) {
+		if r.Kind == "panic" {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 func (vm *VM) tracer() client.Tracer {
@@ -203,6 +226,7 @@ func (vm *VM) Boot(ctx context.Context, opts BootOptions) error {
 	}
 	vm.shape = plan.Shape
 	vm.shape.Initrd = initrd
+	vm.watchKmsg()
 	ctx, cancel := context.WithTimeout(ctx, plan.BootTimeout)
 	defer cancel()
 	err = vm.start(ctx, nil)
@@ -226,6 +250,14 @@ func (vm *VM) Boot(ctx context.Context, opts BootOptions) error {
 		vm.cfg.OnReady(false, time.Since(start))
 	}
 	return nil
+}
+
+// watchKmsg reads the kernel log through the agent when the VM's kernel
+// command line keeps warnings off the console.
+func (vm *VM) watchKmsg() {
+	if quietConsole(vm.shape.Append) {
+		vm.kmsg = newKmsgReader(vm.reports)
+	}
 }
 
 // earlyExit reports whether a start failed because QEMU exited.
@@ -383,6 +415,7 @@ func (vm *VM) watch(proc *qemu.Process) {
 	vm.mu.Lock()
 	mine := vm.proc == proc && vm.state == StateRunning
 	vm.mu.Unlock()
+	vm.reports.end() // the console has ended
 	if mine {
 		if vm.cfg.Log != nil {
 			fmt.Fprintf(vm.cfg.Log, "[%s] %v\n", vm.cfg.Name, proc.Exit())

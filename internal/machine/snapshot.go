@@ -53,6 +53,7 @@ func Resume(ctx context.Context, cfg Config, snapshot string, shape Shape) (*VM,
 	start := time.Now()
 	vm := New(cfg)
 	vm.shape = shape
+	vm.watchKmsg()
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("resume %s: %w", cfg.Name, err)
 	}

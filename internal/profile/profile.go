@@ -12,6 +12,10 @@
 //	append = "loglevel=7"
 //	pvh    = false                     # boot as a bzImage (default: PVH when it works)
 //	boot_timeout = "3m"                # up to a working agent (default 30s)
+//	kernel_ignore = ["WARNING in noisy_driver"] # kernel reports that fail nothing
+//	kmemleak = true                    # scan for leaks after each sub-test
+//	vmlinux = "../kernel/out/vmlinux"  # DWARF to decode call traces with
+//	modules = "../kernel/out"          # where the modules' .ko files are
 //
 // The built-in profiles boot a kernel found in this order: $PROVIUM_KERNEL
 // (its modules in $PROVIUM_MODULES), the kernel `provium setup` extracted into
@@ -62,6 +66,15 @@ type Profile struct {
 	PVH *bool
 	// BootTimeout bounds a boot up to a working agent; 0 for the default.
 	BootTimeout time.Duration
+	// KernelIgnore lists kernel reports that fail nothing (known noise):
+	// a report whose title or text contains one of them.
+	KernelIgnore []string
+	// Kmemleak has kmemleak scan for leaks after every sub-test.
+	Kmemleak bool
+	// Vmlinux is an ELF of the kernel with DWARF, to decode call traces
+	// in kernel reports; Modules a directory of its modules' .ko files.
+	Vmlinux string
+	Modules string
 
 	Builtin bool // one of the built-in profiles
 	// InitrdFrom is the file Initrd is generated from, when Provium
@@ -118,13 +131,17 @@ func Load(startDir string) (*Config, error) {
 // file is the layout of provium.toml.
 type file struct {
 	Profile map[string]struct {
-		Kernel      string `toml:"kernel"`
-		Initrd      string `toml:"initrd"`
-		Rootfs      string `toml:"rootfs"`
-		Init        string `toml:"init"`
-		Append      string `toml:"append"`
-		PVH         *bool  `toml:"pvh"`
-		BootTimeout string `toml:"boot_timeout"`
+		Kernel       string   `toml:"kernel"`
+		Initrd       string   `toml:"initrd"`
+		Rootfs       string   `toml:"rootfs"`
+		Init         string   `toml:"init"`
+		Append       string   `toml:"append"`
+		PVH          *bool    `toml:"pvh"`
+		BootTimeout  string   `toml:"boot_timeout"`
+		KernelIgnore []string `toml:"kernel_ignore"`
+		Kmemleak     bool     `toml:"kmemleak"`
+		Vmlinux      string   `toml:"vmlinux"`
+		Modules      string   `toml:"modules"`
 	} `toml:"profile"`
 }
 
@@ -156,6 +173,11 @@ func (c *Config) parse() error {
 			Init:   raw.Init,
 			Append: raw.Append,
 			PVH:    raw.PVH,
+
+			KernelIgnore: raw.KernelIgnore,
+			Kmemleak:     raw.Kmemleak,
+			Vmlinux:      c.abs(raw.Vmlinux),
+			Modules:      c.abs(raw.Modules),
 		}
 		if raw.BootTimeout != "" {
 			d, err := time.ParseDuration(raw.BootTimeout)

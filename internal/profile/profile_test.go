@@ -100,7 +100,7 @@ init = "/lib/systemd/systemd"
 			Init: "/lib/systemd/systemd"},
 	}
 	for name, w := range want {
-		if got := *c.profiles[name]; got != w {
+		if got := *c.profiles[name]; !reflect.DeepEqual(got, w) {
 			t.Errorf("profile %s =\n%+v\nwant\n%+v", name, got, w)
 		}
 	}

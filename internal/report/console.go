@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -130,6 +131,7 @@ func (c *Console) Finish(s result.Summary, files []*result.File) {
 	case s.NotRun > 0:
 		fmt.Fprintf(c.w, "stopped after the first failure: %s not run\n", plural(s.NotRun, "file"))
 	}
+	writeReportCounts(c.w, s.Reports)
 	if c.v == Verbose && s.RunDir != "" {
 		fmt.Fprintf(c.w, "Logs: %s\n", s.RunDir)
 	}
@@ -151,6 +153,28 @@ func SummaryLine(s result.Summary) string {
 		line += fmt.Sprintf(" (%d runs)", s.Runs)
 	}
 	return line
+}
+
+// writeReportCounts lists the run's kernel reports by title, most
+// frequent first.
+func writeReportCounts(w io.Writer, counts map[string]int) {
+	if len(counts) == 0 {
+		return
+	}
+	titles := make([]string, 0, len(counts))
+	for t := range counts {
+		titles = append(titles, t)
+	}
+	slices.SortFunc(titles, func(a, b string) int {
+		if counts[a] != counts[b] {
+			return counts[b] - counts[a]
+		}
+		return strings.Compare(a, b)
+	})
+	fmt.Fprintln(w, "Kernel reports:")
+	for _, t := range titles {
+		fmt.Fprintf(w, "  %4d× %s\n", counts[t], printable.Line(t))
+	}
 }
 
 // writeFailedLogs lists the kept logs of failed files, names aligned.
@@ -261,13 +285,41 @@ func writeMessage(w io.Writer, prefix, msg string) {
 	}
 }
 
-// writeFailureDetail writes the traceback and the console tail of a failure.
+// writeFailureDetail writes the traceback, the kernel reports and the
+// console tail of a failure.
 func writeFailureDetail(w io.Writer, f *result.Failure) {
 	if tb := strings.TrimRight(f.Traceback, "\n"); tb != "" {
 		writeIndented(w, "      ", printable.Text(tb))
 	}
+	reports := f.AllReports()
+	for _, r := range reports {
+		writeReport(w, r)
+	}
 	if f.Guest != nil {
 		writeConsole(w, f.Guest.Console)
+	}
+}
+
+// writeReport writes the head of a kernel report the way the console
+// report shows one; the log has it whole.
+func writeReport(w io.Writer, r result.KernelReport) {
+	head := "    --- kernel report on " + r.VM + ": " + r.Title
+	if r.Expected {
+		head += " (expected)"
+	}
+	if r.At != "" {
+		head += " (at " + r.At + ")"
+	}
+	fmt.Fprintln(w, printable.Line(head+" ---"))
+	if r.Expected {
+		return
+	}
+	lines := r.Head(result.ReportLines)
+	for _, l := range lines {
+		fmt.Fprintln(w, "    "+printable.Line(l))
+	}
+	if n := strings.Count(strings.TrimRight(r.Text, "\n"), "\n") + 1; n > len(lines) {
+		fmt.Fprintf(w, "    ... (%d more lines in the log)\n", n-len(lines))
 	}
 }
 

@@ -170,6 +170,14 @@ func junitFailureOf(f *result.Failure) *junitFailure {
 	if tb := strings.TrimRight(f.Traceback, "\n"); tb != "" {
 		b.WriteString("\n\n" + tb)
 	}
+	reports := f.AllReports()
+	for _, r := range reports {
+		if r.Expected {
+			continue
+		}
+		b.WriteString("\n\n--- kernel report on " + r.VM + ": " + printable.Line(r.Title) + " ---\n")
+		b.WriteString(strings.TrimRight(printable.Text(r.Text), "\n"))
+	}
 	if f.Guest != nil && len(f.Guest.Console) > 0 {
 		b.WriteString("\n\n")
 		junitConsole(&b, f.Guest.Console)

@@ -16,6 +16,7 @@ const (
 	VMResumed    EventKind = "vm_resumed"    // Name of the VM, resume Duration
 	VMShutdown   EventKind = "vm_shutdown"   // Name of the VM, its lifetime
 	FixtureBuilt EventKind = "fixture_built" // Name of the fixture, build Duration
+	KernelSeen   EventKind = "kernel_report" // Report, Name of the sub-test it failed ("" at file scope)
 )
 
 // Event is one thing that happened in a run.
@@ -34,4 +35,6 @@ type Event struct {
 	Summary  *Summary      `json:"summary,omitempty"` // run_finished
 	// Console is the console tail of a failure the guest was involved in.
 	Console []string `json:"console,omitempty"`
+	// Report is a kernel report (kernel_report events).
+	Report *KernelReport `json:"report,omitempty"`
 }

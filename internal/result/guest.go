@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // TailLines is how many console lines a failure shows.
@@ -18,6 +19,9 @@ type GuestError struct {
 	VM      string   // the VM's name, e.g. "minimal#1"
 	Err     error    // what went wrong
 	Console []string // the VM's last console lines, oldest first, raw
+	// Reports are the kernel reports that explain the failure, if any
+	// (the panic that ended the VM).
+	Reports []KernelReport
 }
 
 func (e *GuestError) Error() string { return e.Err.Error() }
@@ -62,4 +66,30 @@ func Text(err error) string {
 		b.WriteString(l)
 	}
 	return b.String()
+}
+
+// KernelReport is a report the guest kernel printed: an oops, a panic, a
+// BUG or WARNING, a sanitizer's or lockdep's finding, a hung task, a stall,
+// a leak.
+type KernelReport struct {
+	Kind  string    `json:"kind"`  // "warning", "kasan", "panic", ...
+	Title string    `json:"title"` // one line, stable across runs: "WARNING in foo_ioctl"
+	Text  string    `json:"text"`  // the whole report, without console prefixes
+	VM    string    `json:"vm"`
+	Time  time.Time `json:"time"` // when its first line was seen
+	// At is the Lua line that was running when it appeared, if known.
+	At string `json:"at,omitempty"`
+	// Expected is set when expect_kernel or kernel_ignore covered it: it
+	// fails nothing.
+	Expected bool `json:"expected,omitempty"`
+}
+
+// ReportLines is how many lines of a report a failure shows; the log keeps
+// every report whole.
+const ReportLines = 30
+
+// Head returns the first n lines of the report's text.
+func (r KernelReport) Head(n int) []string {
+	lines := strings.Split(strings.TrimRight(r.Text, "\n"), "\n")
+	return lines[:min(n, len(lines))]
 }

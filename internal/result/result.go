@@ -35,6 +35,30 @@ type Failure struct {
 	// Guest is what the guest showed, when the failure came from it (the
 	// VM died, the agent vanished, a call timed out, a kernel report).
 	Guest *GuestError
+	// Reports are the kernel reports that failed it (or that an
+	// expectation covered), in the order they appeared.
+	Reports []KernelReport
+}
+
+// AllReports is the failure's kernel reports and those of its guest
+// error, each once.
+func (f *Failure) AllReports() []KernelReport {
+	out := append([]KernelReport(nil), f.Reports...)
+	if f.Guest == nil {
+		return out
+	}
+	for _, g := range f.Guest.Reports {
+		seen := false
+		for _, r := range out {
+			if r.Title == g.Title && r.Time.Equal(g.Time) && r.VM == g.VM {
+				seen = true
+			}
+		}
+		if !seen {
+			out = append(out, g)
+		}
+	}
+	return out
 }
 
 // Subtest is one test(name, fn) call.
@@ -102,10 +126,28 @@ type Summary struct {
 	Interrupted bool          `json:"interrupted"`
 	Duration    time.Duration `json:"-"`
 	RunDir      string        `json:"run_dir,omitempty"`
+	// Reports counts the kernel reports of the run that failed something,
+	// by title.
+	Reports map[string]int `json:"kernel_reports,omitempty"`
 }
 
 // OK reports whether the run passed: no failure and not interrupted.
 func (s Summary) OK() bool { return s.Failed == 0 && !s.Interrupted }
+
+// AddReports counts the kernel reports of a finished file that failed it.
+func (s *Summary) AddReports(f *File) {
+	for _, fl := range f.Failures() {
+		for _, r := range fl.Reports {
+			if r.Expected {
+				continue
+			}
+			if s.Reports == nil {
+				s.Reports = map[string]int{}
+			}
+			s.Reports[r.Title]++
+		}
+	}
+}
 
 // Add counts one finished file.
 func (s *Summary) Add(f *File) {

@@ -113,6 +113,7 @@ func Run(ctx context.Context, cfg Config, exec Executor) (*Outcome, error) {
 		}
 		out.Files = append(out.Files, fr.File)
 		tally.add(fr.File)
+		out.Summary.AddReports(fr.File)
 		if fr.Failed() && !slices.Contains(failed, absPath(cfg.StartDir, fr.Path)) {
 			failed = append(failed, absPath(cfg.StartDir, fr.Path))
 		}
