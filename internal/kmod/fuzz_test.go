@@ -14,7 +14,7 @@ func FuzzDepends(f *testing.F) {
 	f.Add([]byte{0, 0, 0})
 	f.Fuzz(func(t *testing.T, info []byte) {
 		for _, d := range Depends(info) {
-			if d == "" || strings.ContainsAny(d, ",\x00-") {
+			if d == "" || strings.ContainsAny(d, ",\x00-/") {
 				t.Fatalf("Depends(%q) gave the name %q", info, d)
 			}
 		}

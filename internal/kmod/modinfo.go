@@ -75,6 +75,8 @@ func readModule(path string) ([]byte, error) {
 
 // Depends parses the contents of a .modinfo section (NUL-separated
 // key=value strings) and returns the names in its depends= entry.
+// A name with a slash is no module name (the kernel builds names from
+// file names) and is left out, so it can never become a path.
 func Depends(modinfo []byte) []string {
 	var deps []string
 	for _, kv := range bytes.Split(modinfo, []byte{0}) {
@@ -83,7 +85,7 @@ func Depends(modinfo []byte) []string {
 			continue
 		}
 		for _, d := range strings.Split(string(v), ",") {
-			if d = strings.TrimSpace(d); d != "" {
+			if d = strings.TrimSpace(d); d != "" && !strings.Contains(d, "/") {
 				deps = append(deps, Name(d))
 			}
 		}
