@@ -48,6 +48,13 @@ func luaAssertEq(L *lua.LState) int {
 		return 0
 	}
 	es, as := formatValue(L, exp), formatValue(L, act)
+	if n, ok := act.(lua.LNumber); ok {
+		// A raw system call's failure reads better named: -13 (-EACCES).
+		as += errnoSuffix(float64(n))
+		if e, ok := exp.(lua.LNumber); ok {
+			es += errnoSuffix(float64(e))
+		}
+	}
 	if exp.Type() != act.Type() {
 		es += " (" + exp.Type().String() + ")"
 		as += " (" + act.Type().String() + ")"

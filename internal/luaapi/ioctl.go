@@ -7,9 +7,6 @@ import (
 	lua "github.com/yuin/gopher-lua"
 )
 
-// sysIoctl is ioctl(2) on x86_64, the guests Provium runs by default.
-const sysIoctl = 16
-
 // ioctlCmd is a decoded Linux _IOC number.
 type ioctlCmd struct {
 	raw  uint32

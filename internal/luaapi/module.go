@@ -23,6 +23,7 @@ func (rt *script) module(L *lua.LState) *lua.LTable {
 	} {
 		mod.RawSetString(name, L.NewFunction(rt.guard("provium."+name, fn)))
 	}
+	rt.names(L, mod)
 	return mod
 }
 

@@ -26,8 +26,15 @@ func checkWord(L *lua.LState, n int) uint64 {
 	return iv.bits()
 }
 
-// checkNr reads a syscall number.
+// checkNr reads a system call: its number, or its name ("openat") in the
+// guest's architecture.
 func checkNr(L *lua.LState, n int) int64 {
+	if nr, named, err := syscallNumber(L.Get(n)); named {
+		if err != nil {
+			L.ArgError(n, err.Error())
+		}
+		return nr
+	}
 	iv, err := toIntVal(L.Get(n))
 	if err == nil && (iv.neg || iv.mag > math.MaxInt32) {
 		err = fmt.Errorf("system call number %s is out of range", iv)
