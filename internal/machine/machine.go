@@ -99,6 +99,7 @@ type VM struct {
 	kmsg    *kmsgReader // the kernel log through the agent, when the console is quiet
 
 	mu       sync.Mutex
+	starting bool // a boot or resume is under way: it handles QEMU's end itself
 	state    State
 	proc     *qemu.Process
 	sess     *client.Session
@@ -229,6 +230,8 @@ func (vm *VM) Boot(ctx context.Context, opts BootOptions) error {
 	vm.watchKmsg()
 	ctx, cancel := context.WithTimeout(ctx, plan.BootTimeout)
 	defer cancel()
+	vm.setStarting(true)
+	defer vm.setStarting(false)
 	err = vm.start(ctx, nil)
 	if err != nil && plan.TryPVH && earlyExit(err) && vm.console.Empty() {
 		// The kernel has a PVH entry that does not come up under this
@@ -257,6 +260,23 @@ func (vm *VM) Boot(ctx context.Context, opts BootOptions) error {
 func (vm *VM) watchKmsg() {
 	if quietConsole(vm.shape.Append) {
 		vm.kmsg = newKmsgReader(vm.reports)
+	}
+}
+
+// setStarting marks a boot or resume under way; at its end, a QEMU that
+// exited meanwhile leaves the VM dead, as watch would have.
+func (vm *VM) setStarting(on bool) {
+	vm.mu.Lock()
+	vm.starting = on
+	proc, state := vm.proc, vm.state
+	vm.mu.Unlock()
+	if on || proc == nil || state != StateRunning {
+		return
+	}
+	select {
+	case <-proc.Done():
+		vm.stop(StateDead)
+	default:
 	}
 }
 
@@ -365,8 +385,12 @@ func (vm *VM) start(ctx context.Context, incoming *os.File) error {
 	}()
 	sess, err := client.Open(sctx, conn, vm.tracer())
 	if err != nil {
-		if exit := proc.Exit(); exit != nil {
-			return exit
+		// A connection reset is often QEMU's exit seen first: give its
+		// end a moment to be reaped, so the error says what happened.
+		select {
+		case <-proc.Done():
+			return proc.Exit()
+		case <-time.After(time.Second):
 		}
 		return err
 	}
@@ -413,7 +437,7 @@ func watchPort(proc *qemu.Process, sess *client.Session, id string) {
 func (vm *VM) watch(proc *qemu.Process) {
 	<-proc.Done()
 	vm.mu.Lock()
-	mine := vm.proc == proc && vm.state == StateRunning
+	mine := vm.proc == proc && vm.state == StateRunning && !vm.starting
 	vm.mu.Unlock()
 	vm.reports.end() // the console has ended
 	if mine {

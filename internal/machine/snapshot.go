@@ -65,6 +65,8 @@ func Resume(ctx context.Context, cfg Config, snapshot string, shape Shape) (*VM,
 	defer f.Close()
 	ctx, cancel := context.WithTimeout(ctx, ResumeTimeout)
 	defer cancel()
+	vm.setStarting(true)
+	defer vm.setStarting(false)
 	if err := vm.start(ctx, f); err != nil {
 		return nil, vm.bootError("resume", err, ResumeTimeout)
 	}
