@@ -11,10 +11,12 @@
 //  3. read its settings from the kernel command line (boot.Params) and, for
 //     a profile that boots a disk image, make that disk the root file
 //     system;
-//  4. start the agent: this same binary run as boot.AgentName, with
+//  4. bring up the network cards and set the hostname the command line
+//     asks for (package guestnet);
+//  5. start the agent: this same binary run as boot.AgentName, with
 //     /dev/console as its standard streams (the agent reads the
 //     transport's settings from the command line itself);
-//  5. exec the real init (provium.init=, default /sbin/init) so that it runs
+//  6. exec the real init (provium.init=, default /sbin/init) so that it runs
 //     as PID 1, leaving beside it a supervisor (boot.SupervisorName) that
 //     runs the agent and restarts it if it dies. Without a real init it
 //     stays PID 1 itself: it reaps every orphan and restarts the agent.
@@ -29,6 +31,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/provium/provium/internal/guestnet"
 	"github.com/provium/provium/internal/wire/boot"
 )
 
@@ -43,6 +46,16 @@ func Main() {
 	if cfg.Root != "" {
 		if err := switchRoot(cfg.Root); err != nil {
 			logf("root %s: %v; staying in the initramfs", cfg.Root, err)
+		}
+	}
+	if cfg.Hostname != "" || len(cfg.NICs) > 0 {
+		if err := guestnet.Configure(cfg.Hostname, cfg.NICs); err != nil {
+			logf("network: %v", err)
+		}
+	}
+	if len(cfg.NICs) > 0 {
+		if err := guestnet.MakeHostsWritable(); err != nil {
+			logf("network: %v", err)
 		}
 	}
 

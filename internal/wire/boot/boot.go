@@ -14,6 +14,8 @@ package boot
 
 import (
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -64,6 +66,8 @@ const (
 	paramPort      = "provium.port"
 	paramVsockPort = "provium.vsock_port"
 	paramRoot      = "provium.root"
+	paramHostname  = "provium.hostname"
+	paramNIC       = "provium.nic" // one per network card: MAC,ADDRESS/PREFIX
 )
 
 // Params is what the host tells the guest on the kernel command line.
@@ -73,6 +77,50 @@ type Params struct {
 	Port      string    // the virtio-serial port's name
 	VsockPort uint32    // the vsock port to listen on
 	Root      string    // a block device to make the root file system, read-only; "" for none
+	Hostname  string    // the guest's hostname; "" leaves it alone
+	NICs      []NIC     // network cards to bring up, in the order QEMU has them
+}
+
+// NIC is a network card the guest's init brings up: the card with MAC
+// gets Addr, and the link goes up.
+type NIC struct {
+	MAC  net.HardwareAddr
+	Addr netip.Prefix
+}
+
+func (n NIC) String() string { return n.MAC.String() + "," + n.Addr.String() }
+
+// ParseNIC reads a NIC as NIC.String writes it.
+func ParseNIC(s string) (NIC, error) {
+	mac, addr, ok := strings.Cut(s, ",")
+	if !ok {
+		return NIC{}, fmt.Errorf("%q: want MAC,ADDRESS/PREFIX", s)
+	}
+	hw, err := net.ParseMAC(mac)
+	if err != nil || len(hw) != 6 {
+		return NIC{}, fmt.Errorf("%q: not an Ethernet MAC address", mac)
+	}
+	pfx, err := netip.ParsePrefix(addr)
+	if err != nil || !pfx.Addr().Is4() {
+		return NIC{}, fmt.Errorf("%q: not an IPv4 address with a prefix length", addr)
+	}
+	return NIC{MAC: hw, Addr: pfx}, nil
+}
+
+// ValidHostname reports whether h can be a hostname: one to 63 letters,
+// digits and inner hyphens (an RFC 1123 label; dots would make it a
+// domain name, which /etc/hosts resolution does not need).
+func ValidHostname(h string) bool {
+	if len(h) == 0 || len(h) > 63 || h[0] == '-' || h[len(h)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !(c == '-' || '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z') {
+			return false
+		}
+	}
+	return true
 }
 
 // Defaults are the parameters of a command line that sets none.
@@ -98,6 +146,12 @@ func (p Params) Args() []string {
 	}
 	if p.Root != "" {
 		args = append(args, paramRoot+"="+quote(p.Root))
+	}
+	if p.Hostname != "" {
+		args = append(args, paramHostname+"="+p.Hostname)
+	}
+	for _, n := range p.NICs {
+		args = append(args, paramNIC+"="+n.String())
 	}
 	return args
 }
@@ -149,6 +203,19 @@ func Parse(cmdline string) (p Params, errs []error) {
 			p.VsockPort = uint32(n)
 		case paramRoot:
 			p.Root = val
+		case paramHostname:
+			if !ValidHostname(val) {
+				errs = append(errs, fmt.Errorf("%s=%q: not a valid hostname", key, val))
+				continue
+			}
+			p.Hostname = val
+		case paramNIC:
+			n, err := ParseNIC(val)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", key, err))
+				continue
+			}
+			p.NICs = append(p.NICs, n)
 		}
 	}
 	return p, errs
