@@ -46,6 +46,9 @@ var (
 	// DiskModules is what a virtio disk (a profile's rootfs, vm:boot's
 	// disks) needs.
 	DiskModules = []string{"virtio_pci", "virtio_blk"}
+	// NetModules is what a virtio network card needs (virtio_net depends
+	// on net_failover and failover, which Resolve finds).
+	NetModules = []string{"virtio_pci", "virtio_net"}
 )
 
 // Name returns the canonical name of a module given a name or a file name

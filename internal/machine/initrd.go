@@ -29,14 +29,23 @@ func AgentBinary() (string, error) {
 
 var modulesCache sync.Map // modules dir and set -> []string
 
+// needs is the hardware beyond the transport a guest has drivers loaded
+// for.
+type needs struct {
+	disks, net bool
+}
+
+func needsOf(s Shape) needs { return needs{disks: len(s.Disks) > 0, net: len(s.NICs) > 0} }
+
 // guestModules resolves the modules the guest must load: the transport's,
-// plus virtio_blk when disks are attached. Each module loaded
-// costs boot time under emulation, so nothing else is included.
-func guestModules(dir string, disks bool, transport boot.Transport) ([]string, error) {
+// plus virtio_blk when disks are attached and virtio_net for network
+// cards. Each module loaded costs boot time under emulation, so nothing
+// else is included.
+func guestModules(dir string, hw needs, transport boot.Transport) ([]string, error) {
 	if dir == "" {
 		return nil, nil
 	}
-	key := fmt.Sprintf("%s|%v|%s", dir, disks, transport)
+	key := fmt.Sprintf("%s|%+v|%s", dir, hw, transport)
 	if v, ok := modulesCache.Load(key); ok {
 		return v.([]string), nil
 	}
@@ -44,8 +53,11 @@ func guestModules(dir string, disks bool, transport boot.Transport) ([]string, e
 	if transport == boot.Vsock {
 		names = kmod.VsockModules
 	}
-	if disks {
+	if hw.disks {
 		names = append(append([]string{}, names...), kmod.DiskModules...)
+	}
+	if hw.net {
+		names = append(append([]string{}, names...), kmod.NetModules...)
 	}
 	mods, err := kmod.Resolve(dir, names...)
 	if err != nil {
@@ -58,7 +70,7 @@ func guestModules(dir string, disks bool, transport boot.Transport) ([]string, e
 // baseInitrd returns an initramfs with the profile's own archive followed by
 // the shim (agent and transport modules). It is cached by content identity,
 // so boots after the first cost nothing here.
-func baseInitrd(p *profile.Profile, disks bool, transport boot.Transport) (string, error) {
+func baseInitrd(p *profile.Profile, hw needs, transport boot.Transport) (string, error) {
 	agent, err := AgentBinary()
 	if err != nil {
 		return "", err
@@ -66,7 +78,7 @@ func baseInitrd(p *profile.Profile, disks bool, transport boot.Transport) (strin
 	if err := checkStatic(agent); err != nil {
 		return "", err
 	}
-	mods, err := guestModules(p.ModulesDir, disks, transport)
+	mods, err := guestModules(p.ModulesDir, hw, transport)
 	if err != nil {
 		return "", err
 	}
@@ -122,8 +134,8 @@ func appendFile(w io.Writer, path string) error {
 
 // bootInitrd returns the initramfs for one boot: the cached base, plus an
 // archive of the boot's files when there are any.
-func bootInitrd(p *profile.Profile, dir string, opts BootOptions, transport boot.Transport) (string, error) {
-	base, err := baseInitrd(p, len(opts.Disks) > 0 || p.Rootfs != "", transport)
+func bootInitrd(p *profile.Profile, dir string, opts BootOptions, shape Shape) (string, error) {
+	base, err := baseInitrd(p, needsOf(shape), shape.Transport)
 	files := opts.Files
 	if err != nil {
 		return "", err

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -60,6 +61,9 @@ type Config struct {
 	OnStop func()
 	// OnReady runs when the VM is up, booted or resumed, after d.
 	OnReady func(resumed bool, d time.Duration)
+	// NICSockets carry the frames of a resumed VM's network cards, one
+	// per NIC of its shape (a boot takes them from its options).
+	NICSockets []*os.File
 }
 
 // Shape is everything a snapshot needs to be restored: the same kernel,
@@ -71,15 +75,19 @@ type Shape struct {
 	MemoryMiB int            `json:"memory_mib"`
 	CPUs      int            `json:"cpus"`
 	Disks     []Disk         `json:"disks,omitempty"`
+	NICs      []NIC          `json:"nics,omitempty"` // without their sockets
 	Transport boot.Transport `json:"transport"`
 }
 
 // qemuConfig is the QEMU that runs the shape, reaching the agent through
-// transport.
-func (s Shape) qemuConfig(transport qemu.Device) qemu.Config {
+// transport, its network cards carried by sockets (one per NIC).
+func (s Shape) qemuConfig(transport qemu.Device, sockets []*os.File) qemu.Config {
 	devices := []qemu.Device{transport}
 	for _, d := range s.Disks {
 		devices = append(devices, qemu.Disk{Path: d.Path, Format: d.Format, ReadOnly: d.ReadOnly})
+	}
+	for i, n := range s.NICs {
+		devices = append(devices, qemu.NIC{ID: strconv.Itoa(i), MAC: n.MAC, Socket: sockets[i]})
 	}
 	return qemu.Config{
 		Kernel:    s.Kernel,
@@ -104,12 +112,13 @@ type VM struct {
 	proc     *qemu.Process
 	sess     *client.Session
 	shape    Shape
+	sockets  []*os.File // the network cards' (Shape.NICs)
 	stopOnce sync.Once
 }
 
 // New returns a VM that is not booted.
 func New(cfg Config) *VM {
-	vm := &VM{cfg: cfg, state: StateCreated, console: newConsole(cfg.Log, "["+cfg.Name+" console] ")}
+	vm := &VM{cfg: cfg, state: StateCreated, console: newConsole(cfg.Log, "["+cfg.Name+" console] "), sockets: cfg.NICSockets}
 	var sym *symbolize.Symbolizer
 	if p := cfg.Profile; p != nil {
 		sym = symbolizerFor(p.Vmlinux, p.Modules, vm.logf)
@@ -220,13 +229,17 @@ func (vm *VM) Boot(ctx context.Context, opts BootOptions) error {
 		vm.stop(StateDead)
 		return fmt.Errorf("boot %s: %w", vm.cfg.Name, err)
 	}
-	initrd, err := bootInitrd(p, vm.cfg.Dir, opts, plan.Shape.Transport)
+	initrd, err := bootInitrd(p, vm.cfg.Dir, opts, plan.Shape)
 	if err != nil {
 		vm.stop(StateDead)
 		return fmt.Errorf("boot %s: %w", vm.cfg.Name, err)
 	}
 	vm.shape = plan.Shape
 	vm.shape.Initrd = initrd
+	vm.sockets = nil
+	for _, n := range opts.NICs {
+		vm.sockets = append(vm.sockets, n.Socket)
+	}
 	vm.watchKmsg()
 	ctx, cancel := context.WithTimeout(ctx, plan.BootTimeout)
 	defer cancel()
@@ -308,7 +321,14 @@ func (vm *VM) logf(format string, args ...any) {
 // newShape is the machine a profile boots with opts: its kernel command
 // line tells the guest's init and agent what package boot says they need.
 func newShape(p *profile.Profile, opts BootOptions, transport boot.Transport, kernel, initrd string) Shape {
-	params := boot.Params{Init: p.Init, Transport: transport, Port: boot.PortName, VsockPort: boot.VsockPort}
+	params := boot.Params{Init: p.Init, Transport: transport, Port: boot.PortName, VsockPort: boot.VsockPort, Hostname: opts.Hostname}
+	var nics []NIC
+	for _, n := range opts.NICs {
+		// Check has parsed it.
+		nic, _ := boot.ParseNIC(n.MAC + "," + n.Addr)
+		params.NICs = append(params.NICs, nic)
+		nics = append(nics, NIC{MAC: n.MAC, Addr: n.Addr})
+	}
 	if params.Init == "" {
 		params.Init = boot.DefaultInit
 	}
@@ -324,7 +344,7 @@ func newShape(p *profile.Profile, opts BootOptions, transport boot.Transport, ke
 		// The profile's own arguments come last, so they win.
 		Append:    append(params.Args(), boot.Split(p.Append)...),
 		MemoryMiB: opts.MemoryMiB, CPUs: opts.CPUs, Disks: disks,
-		Transport: transport,
+		NICs: nics, Transport: transport,
 	}
 }
 
@@ -347,7 +367,10 @@ func (vm *VM) start(ctx context.Context, incoming *os.File) error {
 		return err
 	}
 	defer tr.close()
-	cfg := vm.shape.qemuConfig(tr.device())
+	if len(vm.sockets) != len(vm.shape.NICs) {
+		return fmt.Errorf("%d network cards, %d sockets for them", len(vm.shape.NICs), len(vm.sockets))
+	}
+	cfg := vm.shape.qemuConfig(tr.device(), vm.sockets)
 	cfg.Console, cfg.Incoming = vm.console, incoming
 	proc, err := qemu.Start(ctx, cfg)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/provium/provium/internal/cache"
 	"github.com/provium/provium/internal/kernelimage"
 	"github.com/provium/provium/internal/profile"
+	"github.com/provium/provium/internal/wire/boot"
 )
 
 // MinMemoryMiB is the least memory a VM boots with: below it, a kernel and
@@ -72,7 +73,7 @@ func PlanBoot(p *profile.Profile, opts BootOptions, log io.Writer) (Plan, error)
 	case p.Initrd != "":
 		add("initrd", p.Initrd)
 	}
-	mods, err := guestModules(p.ModulesDir, len(plan.Shape.Disks) > 0, transport)
+	mods, err := guestModules(p.ModulesDir, needsOf(plan.Shape), transport)
 	if err != nil {
 		return Plan{}, err
 	}
@@ -101,6 +102,14 @@ func (o BootOptions) Check() error {
 	}
 	if n := runtime.NumCPU(); o.CPUs > n {
 		return fmt.Errorf("%w: cpus %d is more than the host's %d CPUs", ErrBadOptions, o.CPUs, n)
+	}
+	if o.Hostname != "" && !boot.ValidHostname(o.Hostname) {
+		return fmt.Errorf("%w: hostname %q: want 1 to 63 letters, digits and inner hyphens", ErrBadOptions, o.Hostname)
+	}
+	for _, n := range o.NICs {
+		if _, err := boot.ParseNIC(n.MAC + "," + n.Addr); err != nil {
+			return fmt.Errorf("%w: network card: %w", ErrBadOptions, err)
+		}
 	}
 	return nil
 }

@@ -42,6 +42,22 @@ func (vm *VM) Snapshot(ctx context.Context, dir string) (Shape, error) {
 	return shape, nil
 }
 
+// Quiesce ends every worker and background job of the agent and waits
+// for calls in flight: what Snapshot does first. A cluster's VMs are all
+// quiesced before the first is saved.
+func (vm *VM) Quiesce(ctx context.Context) error {
+	vm.mu.Lock()
+	state, sess := vm.state, vm.sess
+	vm.mu.Unlock()
+	if state != StateRunning || sess == nil {
+		return fmt.Errorf("quiesce %s: %w (state: %s)", vm.cfg.Name, ErrState, state)
+	}
+	if err := sess.Quiesce(ctx); err != nil {
+		return vm.guestError(fmt.Errorf("quiesce %s: %w", vm.cfg.Name, err))
+	}
+	return nil
+}
+
 // Names of a snapshot's files in its directory.
 const (
 	SnapshotFile = "snapshot"

@@ -1,8 +1,10 @@
 package machine
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -45,9 +47,9 @@ func TestKernelCommandLineReadsBackInTheGuest(t *testing.T) {
 			}
 			defer tr.close()
 			shape := newShape(&tc.profile, BootOptions{}.WithDefaults(), tc.transport, "/k", "/i")
-			cmdline := shape.qemuConfig(tr.device()).KernelCommandLine()
+			cmdline := shape.qemuConfig(tr.device(), nil).KernelCommandLine()
 			got, errs := boot.Parse(cmdline)
-			if got != tc.want || len(errs) != 0 {
+			if !reflect.DeepEqual(got, tc.want) || len(errs) != 0 {
 				t.Errorf("the guest reads %q as %+v (errors %v), want %+v", cmdline, got, errs, tc.want)
 			}
 			if !strings.Contains(" "+cmdline+" ", " rdinit="+boot.InitPath+" ") {
@@ -66,5 +68,34 @@ func TestSerialTransportListens(t *testing.T) {
 	args := strings.Join(tr.device().QEMUArgs(), " ")
 	if !strings.Contains(args, "abstract=on") || !strings.Contains(args, "name="+boot.PortName) {
 		t.Errorf("qemu args %s", args)
+	}
+}
+
+// A boot's hostname and network cards reach the guest's init as the
+// host planned them, and the shape keeps the cards without their sockets.
+func TestNetworkReachesGuest(t *testing.T) {
+	opts := BootOptions{Hostname: "server", NICs: []NIC{{MAC: "52:54:00:01:00:02", Addr: "10.1.0.2/24", Socket: os.Stdin}}}.WithDefaults()
+	if err := opts.Check(); err != nil {
+		t.Fatal(err)
+	}
+	shape := newShape(&profile.Profile{}, opts, boot.VirtioSerial, "/k", "/i")
+	got, errs := boot.Parse(strings.Join(shape.Append, " "))
+	if len(errs) != 0 || got.Hostname != "server" || len(got.NICs) != 1 || got.NICs[0].String() != "52:54:00:01:00:02,10.1.0.2/24" {
+		t.Errorf("the guest reads %q as %+v (errors %v)", shape.Append, got, errs)
+	}
+	if len(shape.NICs) != 1 || shape.NICs[0].Socket != nil {
+		t.Errorf("shape NICs = %+v, want the card without its socket", shape.NICs)
+	}
+	if needsOf(shape) != (needs{net: true}) {
+		t.Errorf("needs = %+v, want the network driver", needsOf(shape))
+	}
+	for _, bad := range []BootOptions{
+		{Hostname: "no_underscores"},
+		{NICs: []NIC{{MAC: "52:54:00:01:00:02", Addr: "10.1.0.2"}}},
+		{NICs: []NIC{{MAC: "not-a-mac", Addr: "10.1.0.2/24"}}},
+	} {
+		if err := bad.Check(); !errors.Is(err, ErrBadOptions) {
+			t.Errorf("Check(%+v) = %v, want ErrBadOptions", bad, err)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"os"
 	"strings"
 )
 
@@ -130,4 +131,40 @@ func socketPath(p string) string {
 		return opt(name) + ",abstract=on"
 	}
 	return opt(p)
+}
+
+// NIC is a virtio network card whose frames travel as datagrams on
+// Socket, one end of an AF_UNIX SOCK_DGRAM socket pair: QEMU's socket
+// netdev sends and receives one Ethernet frame per datagram on such a
+// socket (package netswitch has the other end). Start passes Socket to
+// QEMU, which so needs no path and no helper process.
+type NIC struct {
+	ID     string // the netdev's id, unique in the VM
+	MAC    string // e.g. 52:54:00:01:00:01
+	Socket *os.File
+	fd     int // Socket's number in QEMU, set by Start
+}
+
+func (n NIC) QEMUArgs() []string {
+	nid := id("net-", n.ID)
+	return []string{
+		"-netdev", fmt.Sprintf("socket,id=%s,fd=%d", nid, n.fd),
+		// No option ROM: the guest boots from -kernel, never from the
+		// network, and the firmware would only spend time loading it.
+		"-device", "virtio-net-pci,netdev=" + nid + ",mac=" + opt(n.MAC) + ",romfile=",
+	}
+}
+
+func (n NIC) KernelArgs() []string { return nil }
+
+func (n NIC) inherited() *os.File { return n.Socket }
+
+func (n NIC) withFD(fd int) Device { n.fd = fd; return n }
+
+// inheritor is a device that gives QEMU an open file: Start passes the
+// file and tells the device the number QEMU has it under.
+type inheritor interface {
+	Device
+	inherited() *os.File
+	withFD(fd int) Device
 }

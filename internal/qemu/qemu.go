@@ -140,6 +140,11 @@ func (e *ExitError) Clean() bool { return e.State != nil && e.State.Success() }
 // or the death of the Provium process, however it dies.
 func Start(ctx context.Context, cfg Config) (*Process, error) {
 	cfg = cfg.withDefaults()
+	for _, d := range cfg.Devices {
+		if in, ok := d.(inheritor); ok && in.inherited() == nil {
+			return nil, fmt.Errorf("qemu: %T has no file to pass", d)
+		}
+	}
 
 	qmpHost, qmpGuest, err := socketPair()
 	if err != nil {
@@ -162,6 +167,13 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 	if cfg.Incoming != nil {
 		files = append(files, cfg.Incoming)
 		incomingFD = 2 + len(files)
+	}
+	cfg.Devices = append([]Device(nil), cfg.Devices...)
+	for i, d := range cfg.Devices {
+		if in, ok := d.(inheritor); ok {
+			files = append(files, in.inherited())
+			cfg.Devices[i] = in.withFD(2 + len(files))
+		}
 	}
 
 	args := cfg.args(consolePath, incomingFD)
