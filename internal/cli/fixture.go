@@ -39,9 +39,9 @@ func runFixture(args []string) int {
 			return exitOK
 		}
 		w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(w, "NAME\tKEY\tSIZE\tAGE\tLAST USED\tSCRIPT")
+		fmt.Fprintln(w, "NAME\tKEY\tVMS\tSIZE\tAGE\tLAST USED\tSCRIPT")
 		for _, e := range entries {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s ago\t%s\n", e.Name, e.Key, pool.FormatMiB(int((e.Size+(1<<20)-1)>>20)),
+			fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s ago\t%s\n", e.Name, e.Key, len(e.VMs), pool.FormatMiB(int((e.Size()+(1<<20)-1)>>20)),
 				age(e.Created), age(e.LastUsed), e.Script)
 		}
 		w.Flush()

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/provium/provium/internal/wire"
@@ -447,6 +448,14 @@ func (e *OpError) Error() string {
 		return e.Err.Message + " (" + e.Err.ErrnoName + ")"
 	}
 	return e.Err.Message
+}
+
+// Is makes an OpError from a failed system call match its errno
+// (errors.Is(err, unix.ENOENT)). Guest and host numbers agree: both are
+// x86-64 Linux.
+func (e *OpError) Is(target error) bool {
+	errno, ok := target.(syscall.Errno)
+	return ok && e.Err.Errno != 0 && int(errno) == e.Err.Errno
 }
 
 // control returns the session's control identity.

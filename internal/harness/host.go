@@ -7,12 +7,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/provium/provium/internal/fixture"
 	"github.com/provium/provium/internal/luaapi"
 	"github.com/provium/provium/internal/machine"
+	"github.com/provium/provium/internal/network"
 	"github.com/provium/provium/internal/pool"
 	"github.com/provium/provium/internal/result"
 )
@@ -28,6 +30,7 @@ type fileHost struct {
 	mu   sync.Mutex
 	vms  []*hostVM
 	uses []fixture.Use
+	nets []*network.Network // the file's, created or resumed, in order
 }
 
 func (h *Harness) newHost(file string, log io.Writer, emit func(result.Event), chain []string) *fileHost {
@@ -155,7 +158,7 @@ func (fh *fileHost) add(v *hostVM) {
 
 // Fixture resumes fixture name, building it first if needed. A snapshot
 // that does not restore is dropped and built again, once.
-func (fh *fileHost) Fixture(ctx context.Context, name string) (luaapi.Machine, error) {
+func (fh *fileHost) Fixture(ctx context.Context, name string) (*luaapi.Resumed, error) {
 	script, err := fh.h.fixtures.Find(name, filepath.Dir(fh.file))
 	if err != nil {
 		return nil, err
@@ -166,12 +169,12 @@ func (fh *fileHost) Fixture(ctx context.Context, name string) (luaapi.Machine, e
 		if err != nil {
 			return nil, err
 		}
-		v, err := fh.resume(ctx, e)
+		r, err := fh.resume(ctx, e)
 		if err == nil {
 			fh.mu.Lock()
 			fh.uses = append(fh.uses, fixture.Use{Name: name, Script: fh.h.fixtures.Ref(script), Key: e.Key})
 			fh.mu.Unlock()
-			return v, nil
+			return r, nil
 		}
 		if attempt > 0 || ctx.Err() != nil || !errors.Is(err, machine.ErrBootFailed) {
 			return nil, err
@@ -181,16 +184,71 @@ func (fh *fileHost) Fixture(ctx context.Context, name string) (luaapi.Machine, e
 	}
 }
 
-func (fh *fileHost) resume(ctx context.Context, e *fixture.Entry) (*hostVM, error) {
-	vmName := fmt.Sprintf("%s#%d", e.Name, fh.h.seq.Add(1))
-	v := &hostVM{host: fh, origin: e.Boot}
-	if err := v.acquire(ctx, e.Shape.MemoryMiB, e.Shape.CPUs); err != nil {
-		return nil, fmt.Errorf("fixture %q: %w", e.Name, err)
+// resume starts every VM of entry e, on networks of this file made again
+// as they were: the guests keep their addresses, and find each other on
+// the same links.
+func (fh *fileHost) resume(ctx context.Context, e *fixture.Entry) (*luaapi.Resumed, error) {
+	r := &luaapi.Resumed{}
+	nets := map[int]*network.Network{}
+	for _, rec := range e.Networks {
+		n, err := network.New(rec.Name, rec.Index)
+		if err != nil {
+			fh.closeAll(r)
+			return nil, fmt.Errorf("fixture %q: %w", e.Name, err)
+		}
+		fh.addNetwork(n)
+		nets[rec.Index] = n
+		r.Networks = append(r.Networks, n)
+	}
+	for _, ev := range e.VMs {
+		vmName := fmt.Sprintf("%s#%d", e.Name, fh.h.seq.Add(1))
+		rv := luaapi.ResumedVM{Hostname: ev.Hostname}
+		var sockets []*os.File
+		for _, nic := range ev.NICs {
+			n := nets[nic.Network]
+			if n == nil {
+				fh.closeAll(r)
+				return nil, fmt.Errorf("fixture %q: %s's card is on network %d, which the entry lacks", e.Name, ev.Hostname, nic.Network)
+			}
+			m, err := n.Rejoin(ev.Hostname, vmName, nic.Host)
+			if err != nil {
+				fh.closeAll(r)
+				return nil, fmt.Errorf("fixture %q: %w", e.Name, err)
+			}
+			rv.Members = append(rv.Members, m)
+			sockets = append(sockets, m.Socket())
+		}
+		v, err := fh.resumeVM(ctx, e.Name, vmName, ev, sockets)
+		if err != nil {
+			fh.closeAll(r)
+			return nil, err
+		}
+		rv.Machine = v
+		r.VMs = append(r.VMs, rv)
+	}
+	return r, nil
+}
+
+// closeAll undoes a resume that failed part way.
+func (fh *fileHost) closeAll(r *luaapi.Resumed) {
+	for _, v := range r.VMs {
+		v.Machine.Kill()
+	}
+	for _, n := range r.Networks {
+		n.Close()
+	}
+}
+
+func (fh *fileHost) resumeVM(ctx context.Context, fixtureName, vmName string, ev fixture.EntryVM, sockets []*os.File) (*hostVM, error) {
+	v := &hostVM{host: fh, origin: ev.Boot}
+	if err := v.acquire(ctx, ev.Shape.MemoryMiB, ev.Shape.CPUs); err != nil {
+		return nil, fmt.Errorf("fixture %q: %w", fixtureName, err)
 	}
 	cfg := fh.machineConfig(vmName, v)
 	// The profile says how to read the VM's kernel reports.
-	cfg.Profile, _ = fh.h.profiles.Get(e.Boot.Profile)
-	vm, err := machine.Resume(ctx, cfg, e.Snapshot, e.Shape)
+	cfg.Profile, _ = fh.h.profiles.Get(ev.Boot.Profile)
+	cfg.NICSockets = sockets
+	vm, err := machine.Resume(ctx, cfg, ev.Snapshot, ev.Shape)
 	if err != nil {
 		v.releasePool()
 		return nil, err
@@ -201,13 +259,52 @@ func (fh *fileHost) resume(ctx context.Context, e *fixture.Entry) (*hostVM, erro
 	return v, nil
 }
 
-// killAll stops every VM of the file that is still up.
+// Network makes the file's next network: the N-th is 10.N.0.0/24.
+func (fh *fileHost) Network(name string) (*network.Network, error) {
+	fh.mu.Lock()
+	index := 1
+	for _, n := range fh.nets {
+		index = max(index, n.Index()+1)
+	}
+	fh.mu.Unlock()
+	if index > network.MaxNetworks {
+		return nil, fmt.Errorf("a file has at most %d networks", network.MaxNetworks)
+	}
+	n, err := network.New(name, index)
+	if err != nil {
+		return nil, err
+	}
+	fh.addNetwork(n)
+	return n, nil
+}
+
+func (fh *fileHost) addNetwork(n *network.Network) {
+	fh.mu.Lock()
+	fh.nets = append(fh.nets, n)
+	fh.mu.Unlock()
+}
+
+// killAll stops every VM of the file that is still up, then its
+// networks, whose captures so are complete.
 func (fh *fileHost) killAll() {
 	fh.mu.Lock()
 	vms := fh.vms
 	fh.mu.Unlock()
 	for _, v := range vms {
 		v.Kill()
+	}
+	fh.closeNetworks()
+}
+
+func (fh *fileHost) closeNetworks() {
+	fh.mu.Lock()
+	nets := fh.nets
+	fh.nets = nil
+	fh.mu.Unlock()
+	for _, n := range nets {
+		if err := n.Close(); err != nil {
+			fmt.Fprintf(fh.log, "[network %s] %v\n", n.Name(), err)
+		}
 	}
 }
 
@@ -217,8 +314,9 @@ func withChain(ctx context.Context, chain []string) context.Context {
 	return context.WithValue(ctx, chainKey{}, chain)
 }
 
-// buildFixture runs a fixture script and hands its last VM to the fixture
-// manager for the snapshot; every other VM the script made is killed.
+// buildFixture runs a fixture script and hands its VMs to the fixture
+// manager for the snapshot: its last VM, and every VM that shares a
+// network with it. Every other VM the script made is killed.
 func (h *Harness) buildFixture(ctx context.Context, name, script string) (*fixture.Built, error) {
 	chain, _ := ctx.Value(chainKey{}).([]string)
 	logPath := filepath.Join(h.cfg.RunDir, "fixture-"+name+".log")
@@ -235,36 +333,101 @@ func (h *Harness) buildFixture(ctx context.Context, name, script string) (*fixtu
 	// for it: that file's end must not take them back from the pool.
 	ctx = pool.WithoutScope(ctx)
 	res := luaapi.Run(ctx, luaapi.Options{Path: script, StartDir: h.cfg.StartDir, Host: host, Log: logFile, Fixture: true})
-	var last *hostVM
 	host.mu.Lock()
-	if n := len(host.vms); n > 0 {
-		last = host.vms[n-1]
-	}
-	vms := host.vms
-	uses := host.uses
+	vms, uses, nets := host.vms, host.uses, host.nets
 	host.mu.Unlock()
+	var keep []*hostVM
+	if res.Status != result.Failed && len(vms) > 0 {
+		keep = cluster(vms, nets)
+	}
 	for _, v := range vms {
-		if v != last {
+		if !slices.Contains(keep, v) {
 			v.Kill()
 		}
 	}
 	if res.Status == result.Failed {
-		if last != nil {
-			last.Kill()
-		}
+		host.closeNetworks()
 		return nil, buildError(res, logPath)
 	}
-	if last == nil {
+	if len(keep) == 0 {
+		host.closeNetworks()
 		return nil, errors.New("the script created no VM")
 	}
-	if last.State() != machine.StateRunning {
-		return nil, fmt.Errorf("its last VM %s is not running (state: %s)", last.Name(), last.State())
+	b := &fixture.Built{Loaded: res.Loaded, Uses: uses, Done: host.closeNetworks}
+	used := map[*network.Network]bool{}
+	for _, v := range keep {
+		if v.State() != machine.StateRunning {
+			host.killAll()
+			if len(keep) == 1 {
+				return nil, fmt.Errorf("its last VM %s is not running (state: %s)", v.Name(), v.State())
+			}
+			return nil, fmt.Errorf("its VM %s, on a network with its last VM, is not running (state: %s)", v.Name(), v.State())
+		}
+		v.mu.Lock()
+		origin := v.origin
+		v.mu.Unlock()
+		bv := fixture.BuiltVM{VM: v.VM, Boot: origin}
+		for _, m := range membersOf(v, nets) {
+			bv.Hostname = m.Hostname()
+			bv.NICs = append(bv.NICs, fixture.NIC{Network: m.Network().Index(), Host: m.Host()})
+			used[m.Network()] = true
+		}
+		b.VMs = append(b.VMs, bv)
+	}
+	for _, n := range nets {
+		if used[n] {
+			b.Networks = append(b.Networks, fixture.Network{Name: n.Name(), Index: n.Index()})
+		}
 	}
 	os.Remove(logPath)
-	last.mu.Lock()
-	origin := last.origin
-	last.mu.Unlock()
-	return &fixture.Built{VM: last.VM, Boot: origin, Loaded: res.Loaded, Uses: uses}, nil
+	return b, nil
+}
+
+// cluster is the last of vms and every VM joined to it by networks, in
+// creation order.
+func cluster(vms []*hostVM, nets []*network.Network) []*hostVM {
+	in := map[string]bool{vms[len(vms)-1].Name(): true}
+	for grew := true; grew; {
+		grew = false
+		for _, n := range nets {
+			members := n.Members()
+			if !slices.ContainsFunc(members, func(m *network.Member) bool { return in[m.VM()] }) {
+				continue
+			}
+			for _, m := range members {
+				if !in[m.VM()] {
+					in[m.VM()], grew = true, true
+				}
+			}
+		}
+	}
+	var out []*hostVM
+	for _, v := range vms {
+		if in[v.Name()] {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// membersOf returns v's places on nets, in the order of its network
+// cards (its shape's).
+func membersOf(v *hostVM, nets []*network.Network) []*network.Member {
+	byMAC := map[string]*network.Member{}
+	for _, n := range nets {
+		for _, m := range n.Members() {
+			if m.VM() == v.Name() {
+				byMAC[m.MAC()] = m
+			}
+		}
+	}
+	var out []*network.Member
+	for _, nic := range v.Shape().NICs {
+		if m := byMAC[nic.MAC]; m != nil {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // buildError is the error of a fixture script that failed: its first

@@ -18,6 +18,7 @@ import (
 
 	"github.com/provium/provium/internal/client"
 	"github.com/provium/provium/internal/machine"
+	"github.com/provium/provium/internal/network"
 	"github.com/provium/provium/internal/result"
 	"github.com/provium/provium/internal/wire"
 )
@@ -224,6 +225,7 @@ type fakeMachine struct {
 	booted  machine.BootOptions
 	console []string
 	panicky bool
+	noAddr  bool // its guest leaves network cards without an address
 	reports []result.KernelReport
 	drains  int
 }
@@ -285,6 +287,14 @@ func (m *fakeMachine) Boot(ctx context.Context, opts machine.BootOptions) error 
 	if st := m.State(); st != machine.StateCreated {
 		return fmt.Errorf("boot %s: VM is in the wrong state (state: %s)", m.label, st)
 	}
+	// The guest's init gives each card its address, as the real one does.
+	var trie strings.Builder
+	for _, n := range opts.NICs {
+		if !m.noAddr {
+			fmt.Fprintf(&trie, "     |-- %s\n        /32 host LOCAL\n", strings.TrimSuffix(n.Addr, "/24"))
+		}
+	}
+	m.agent.files["/proc/net/fib_trie"] = []byte(trie.String())
 	host, guest := net.Pipe()
 	go m.agent.serve(guest)
 	sess, err := client.Open(ctx, host, nil)
@@ -329,6 +339,7 @@ type fakeHost struct {
 	mu       sync.Mutex
 	machines []*fakeMachine
 	n        int
+	nets     int
 }
 
 func (h *fakeHost) add(profile string) *fakeMachine {
@@ -344,6 +355,10 @@ func (h *fakeHost) Create(profile string) (Machine, error) {
 	switch profile {
 	case "minimal":
 		return h.add(profile), nil
+	case "nonet":
+		m := h.add(profile)
+		m.noAddr = true
+		return m, nil
 	case "panicky":
 		m := h.add(profile)
 		m.panicky = true
@@ -352,7 +367,19 @@ func (h *fakeHost) Create(profile string) (Machine, error) {
 	return nil, fmt.Errorf("unknown profile %q (known: minimal, panicky)", profile)
 }
 
-func (h *fakeHost) Fixture(ctx context.Context, name string) (Machine, error) {
+func (h *fakeHost) Network(name string) (*network.Network, error) {
+	h.mu.Lock()
+	h.nets++
+	index := h.nets
+	h.mu.Unlock()
+	n, err := network.New(name, index)
+	if err == nil {
+		h.t.Cleanup(func() { n.Close() })
+	}
+	return n, err
+}
+
+func (h *fakeHost) Fixture(ctx context.Context, name string) (*Resumed, error) {
 	if name != "base" {
 		return nil, errors.New("no fixture " + name)
 	}
@@ -361,7 +388,7 @@ func (h *fakeHost) Fixture(ctx context.Context, name string) (Machine, error) {
 		return nil, err
 	}
 	m.agent.files["/tmp/fixture-marker"] = []byte("base")
-	return m, nil
+	return &Resumed{VMs: []ResumedVM{{Machine: m}}}, nil
 }
 
 func (h *fakeHost) machine(i int) *fakeMachine {

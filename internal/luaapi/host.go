@@ -6,6 +6,7 @@ import (
 
 	"github.com/provium/provium/internal/client"
 	"github.com/provium/provium/internal/machine"
+	"github.com/provium/provium/internal/network"
 	"github.com/provium/provium/internal/result"
 )
 
@@ -44,8 +45,25 @@ type Host interface {
 	// Create returns a VM of the named profile, not booted. An unknown
 	// profile is an error that lists the known ones.
 	Create(profile string) (Machine, error)
-	// Fixture returns a running VM resumed from fixture name.
-	Fixture(ctx context.Context, name string) (Machine, error)
+	// Fixture resumes fixture name: its VMs, running, and the networks
+	// they are on.
+	Fixture(ctx context.Context, name string) (*Resumed, error)
+	// Network returns a new network of this file: the N-th one is
+	// 10.N.0.0/24. The host closes it when the file ends.
+	Network(name string) (*network.Network, error)
+}
+
+// Resumed is a fixture resumed: one VM, or several on networks.
+type Resumed struct {
+	VMs      []ResumedVM
+	Networks []*network.Network
+}
+
+// ResumedVM is one VM of a resumed fixture.
+type ResumedVM struct {
+	Machine  Machine
+	Hostname string            // its name in the fixture; "" when it has none
+	Members  []*network.Member // its places on Resumed.Networks, in card order
 }
 
 // Options configure one run of a Lua file.

@@ -6,6 +6,7 @@ import (
 
 	lua "github.com/yuin/gopher-lua"
 
+	"github.com/provium/provium/internal/network"
 	"github.com/provium/provium/internal/result"
 )
 
@@ -15,6 +16,7 @@ func (rt *script) module(L *lua.LState) *lua.LTable {
 	mod := L.NewTable()
 	for name, fn := range map[string]lua.LGFunction{
 		"create":        rt.create,
+		"network":       rt.network,
 		"fixture":       rt.fixture,
 		"shutdown_all":  rt.shutdownAll,
 		"pack":          luaPack,
@@ -42,17 +44,20 @@ func (rt *script) create(L *lua.LState) int {
 	if err != nil {
 		L.RaiseError("%s: %v", call, err)
 	}
-	L.Push(rt.addVM(L, m).ud)
+	rt.created[profile]++
+	L.Push(rt.addVM(L, m, defaultHostname(profile, rt.created[profile])).ud)
 	return 1
 }
 
-// fixture is provium.fixture(name) -> a running VM resumed from the
-// fixture. The host's error carries the fixture's own failure and console.
+// fixture is provium.fixture(name) -> vm, nets: a running VM resumed from
+// the fixture, or for a fixture of several VMs a table of them by
+// hostname; nets is a table of the fixture's networks by name. The
+// host's error carries the fixture's own failure and console.
 func (rt *script) fixture(L *lua.LState) int {
 	name := L.CheckString(1)
 	call := fmt.Sprintf("provium.fixture(%q)", name)
 	rt.res.Touched = true
-	m, err := rt.host(L, call).Fixture(rt.ctx, name)
+	fx, err := rt.host(L, call).Fixture(rt.ctx, name)
 	if err != nil {
 		if rt.ctx.Err() != nil {
 			L.RaiseError("%s: %s", call, rt.stopped())
@@ -62,8 +67,30 @@ func (rt *script) fixture(L *lua.LState) int {
 		}
 		L.RaiseError("%s: %v", call, err)
 	}
-	L.Push(rt.addVM(L, m).ud)
-	return 1
+	nets := L.NewTable()
+	byNet := map[*network.Network]*netObj{}
+	for _, n := range fx.Networks {
+		o := rt.addNetwork(L, n)
+		byNet[n] = o
+		nets.RawSetString(n.Name(), o.ud)
+	}
+	vms := L.NewTable()
+	var last *vmObj
+	for _, r := range fx.VMs {
+		v := rt.addVM(L, r.Machine, r.Hostname)
+		v.members = r.Members
+		if r.Hostname != "" {
+			vms.RawSetString(r.Hostname, v.ud)
+		}
+		last = v
+	}
+	if len(fx.VMs) == 1 {
+		L.Push(last.ud)
+	} else {
+		L.Push(vms)
+	}
+	L.Push(nets)
+	return 2
 }
 
 // shutdownAll is provium.shutdown_all(): every VM of this file, even when

@@ -49,6 +49,8 @@ type script struct {
 	main      string // chunk name of the test file
 	scope     *scope
 	vms       []*vmObj
+	nets      []*netObj
+	created   map[string]int // VMs created so far, by profile
 	workers   []*workerObj
 	loaded    map[string]bool
 	skipped   bool // todo() at file scope
@@ -65,12 +67,13 @@ type script struct {
 func Run(ctx context.Context, opts Options) *result.File {
 	start := time.Now()
 	rt := &script{
-		ctx:    ctx,
-		opts:   opts,
-		res:    &result.File{},
-		main:   opts.Path,
-		scope:  &scope{},
-		loaded: map[string]bool{},
+		ctx:     ctx,
+		opts:    opts,
+		res:     &result.File{},
+		main:    opts.Path,
+		scope:   &scope{},
+		loaded:  map[string]bool{},
+		created: map[string]int{},
 	}
 	L := lua.NewState(stateOptions)
 	defer L.Close()
@@ -136,6 +139,7 @@ func (rt *script) open(L *lua.LState) {
 	rt.wrapperMetatable(L)
 	rt.vmMetatable(L)
 	rt.workerMetatable(L)
+	rt.networkMetatable(L)
 	L.NewTypeMetatable(todoType).RawSetString("__tostring", L.NewFunction(rt.guard("__tostring", func(L *lua.LState) int {
 		t, _ := L.CheckUserData(1).Value.(*todoSignal)
 		if t == nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/provium/provium/internal/client"
 	"github.com/provium/provium/internal/machine"
+	"github.com/provium/provium/internal/network"
 )
 
 const vmType = "provium.vm"
@@ -19,6 +20,10 @@ type vmObj struct {
 	nworkers int // workers spawned so far, to name them
 	// reportsSeen counts the VM's kernel reports a scope has taken.
 	reportsSeen int
+	// hostname is the VM's name on its networks: the boot option, else
+	// defaultHostname.
+	hostname string
+	members  []*network.Member // its places on networks, in card order
 }
 
 func (v *vmObj) kind() string { return "vm" }
@@ -48,6 +53,7 @@ func (rt *script) vmMetatable(L *lua.LState) {
 		"shutdown": rt.shutdown,
 		"kill":     rt.kill,
 		"spawn":    rt.spawn,
+		"ip":       rt.ip,
 
 		"kernel_reports": rt.kernelReports,
 	}))
@@ -94,8 +100,8 @@ func checkSelf[T any](L *lua.LState, kind, method string) T {
 }
 
 // addVM wraps a machine the host made for this file.
-func (rt *script) addVM(L *lua.LState, m Machine) *vmObj {
-	v := &vmObj{m: m}
+func (rt *script) addVM(L *lua.LState, m Machine, hostname string) *vmObj {
+	v := &vmObj{m: m, hostname: hostname}
 	v.ud = L.NewUserData()
 	v.ud.Value = v
 	L.SetMetatable(v.ud, L.GetTypeMetatable(vmType))
@@ -109,12 +115,33 @@ func (rt *script) addVM(L *lua.LState, m Machine) *vmObj {
 func (rt *script) boot(L *lua.LState) int {
 	v := checkVM(L, "boot")
 	rt.use(v)
-	bo := rt.bootOptions(L, 2)
+	bo, nets := rt.bootOptions(L, 2)
 	if st := v.m.State(); st != machine.StateCreated {
 		rt.fail(L, v, "boot", &stateError{"VM cannot boot", st})
 	}
+	if bo.Hostname != "" {
+		v.hostname = bo.Hostname
+	}
+	if len(nets) > 0 {
+		// A VM on a network always has a hostname: the others find it
+		// by name.
+		bo.Hostname = v.hostname
+		if err := rt.join(v, v.hostname, nets, &bo); err != nil {
+			rt.fail(L, v, "boot", err)
+		}
+	}
 	if err := v.m.Boot(rt.ctx, bo); err != nil {
+		for _, m := range v.members {
+			m.Leave()
+		}
+		v.members = nil
 		rt.fail(L, v, "boot", err)
+	}
+	if len(nets) > 0 {
+		if err := rt.checkAddresses(v); err != nil {
+			rt.fail(L, v, "boot", err)
+		}
+		rt.updateHosts(L, v)
 	}
 	L.Push(v.ud)
 	return 1
@@ -122,8 +149,8 @@ func (rt *script) boot(L *lua.LState) int {
 
 // bootOptions reads vm:boot's options. Relative host paths resolve
 // against the start directory, like dofile.
-func (rt *script) bootOptions(L *lua.LState, n int) machine.BootOptions {
-	o := checkOpts(L, n, "memory", "cpus", "files", "disks", "boot_timeout")
+func (rt *script) bootOptions(L *lua.LState, n int) (machine.BootOptions, []*netObj) {
+	o := checkOpts(L, n, "memory", "cpus", "files", "disks", "boot_timeout", "networks", "hostname")
 	bo := machine.BootOptions{
 		MemoryMiB:   o.sizeMiB("memory", machine.DefaultMemoryMiB),
 		CPUs:        o.count("cpus", machine.DefaultCPUs),
@@ -156,7 +183,9 @@ func (rt *script) bootOptions(L *lua.LState, n int) machine.BootOptions {
 			bo.Disks = append(bo.Disks, rt.disk(o, i, t.RawGetInt(i)))
 		}
 	}
-	return bo
+	var nets []*netObj
+	bo.Hostname, nets = rt.bootNetworks(o)
+	return bo, nets
 }
 
 // disk reads one {path, format="raw"|"qcow2", readonly=false}.
