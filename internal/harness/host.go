@@ -200,31 +200,49 @@ func (fh *fileHost) resume(ctx context.Context, e *fixture.Entry) (*luaapi.Resum
 		nets[rec.Index] = n
 		r.Networks = append(r.Networks, n)
 	}
-	for _, ev := range e.VMs {
+	// The VMs resume side by side: a cluster is ready in about the time
+	// of one resume.
+	r.VMs = make([]luaapi.ResumedVM, len(e.VMs))
+	errs := make([]error, len(e.VMs))
+	var wg sync.WaitGroup
+	for i, ev := range e.VMs {
 		vmName := fmt.Sprintf("%s#%d", e.Name, fh.h.seq.Add(1))
 		rv := luaapi.ResumedVM{Hostname: ev.Hostname}
 		var sockets []*os.File
 		for _, nic := range ev.NICs {
 			n := nets[nic.Network]
 			if n == nil {
-				fh.closeAll(r)
-				return nil, fmt.Errorf("fixture %q: %s's card is on network %d, which the entry lacks", e.Name, ev.Hostname, nic.Network)
+				errs[i] = fmt.Errorf("fixture %q: %s's card is on network %d, which the entry lacks", e.Name, ev.Hostname, nic.Network)
+				break
 			}
 			m, err := n.Rejoin(ev.Hostname, vmName, nic.Host)
 			if err != nil {
-				fh.closeAll(r)
-				return nil, fmt.Errorf("fixture %q: %w", e.Name, err)
+				errs[i] = fmt.Errorf("fixture %q: %w", e.Name, err)
+				break
 			}
 			rv.Members = append(rv.Members, m)
 			sockets = append(sockets, m.Socket())
 		}
-		v, err := fh.resumeVM(ctx, e.Name, vmName, ev, sockets)
-		if err != nil {
-			fh.closeAll(r)
-			return nil, err
+		if errs[i] != nil {
+			break
 		}
-		rv.Machine = v
-		r.VMs = append(r.VMs, rv)
+		wg.Go(func() {
+			v, err := fh.resumeVM(ctx, e.Name, vmName, ev, sockets)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			rv.Machine = v
+			r.VMs[i] = rv
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		fh.closeAll(r)
+		if len(e.VMs) == 1 {
+			return nil, errs[0]
+		}
+		return nil, err
 	}
 	return r, nil
 }
@@ -232,7 +250,9 @@ func (fh *fileHost) resume(ctx context.Context, e *fixture.Entry) (*luaapi.Resum
 // closeAll undoes a resume that failed part way.
 func (fh *fileHost) closeAll(r *luaapi.Resumed) {
 	for _, v := range r.VMs {
-		v.Machine.Kill()
+		if v.Machine != nil {
+			v.Machine.Kill()
+		}
 	}
 	for _, n := range r.Networks {
 		n.Close()

@@ -45,7 +45,9 @@ func (rt *script) create(L *lua.LState) int {
 		L.RaiseError("%s: %v", call, err)
 	}
 	rt.created[profile]++
-	L.Push(rt.addVM(L, m, defaultHostname(profile, rt.created[profile])).ud)
+	v := rt.addVM(L, m)
+	v.defaultHostname = defaultHostname(profile, rt.created[profile])
+	L.Push(v.ud)
 	return 1
 }
 
@@ -77,8 +79,8 @@ func (rt *script) fixture(L *lua.LState) int {
 	vms := L.NewTable()
 	var last *vmObj
 	for _, r := range fx.VMs {
-		v := rt.addVM(L, r.Machine, r.Hostname)
-		v.members = r.Members
+		v := rt.addVM(L, r.Machine)
+		v.hostname, v.members = r.Hostname, r.Members
 		if r.Hostname != "" {
 			vms.RawSetString(r.Hostname, v.ud)
 		}

@@ -20,10 +20,11 @@ type vmObj struct {
 	nworkers int // workers spawned so far, to name them
 	// reportsSeen counts the VM's kernel reports a scope has taken.
 	reportsSeen int
-	// hostname is the VM's name on its networks: the boot option, else
-	// defaultHostname.
-	hostname string
-	members  []*network.Member // its places on networks, in card order
+	// hostname is the guest's hostname as the VM's boot set it: the
+	// boot option, else, on a network, defaultHostname.
+	hostname        string
+	defaultHostname string
+	members         []*network.Member // its places on networks, in card order
 }
 
 func (v *vmObj) kind() string { return "vm" }
@@ -71,6 +72,12 @@ func (rt *script) vmMetatable(L *lua.LState) {
 				L.Push(lua.LString(v.m.Name()))
 			case lua.LString("state"):
 				L.Push(lua.LString(string(v.m.State())))
+			case lua.LString("hostname"):
+				if v.hostname == "" {
+					L.Push(lua.LNil)
+				} else {
+					L.Push(lua.LString(v.hostname))
+				}
 			default:
 				L.Push(lua.LNil)
 			}
@@ -100,8 +107,8 @@ func checkSelf[T any](L *lua.LState, kind, method string) T {
 }
 
 // addVM wraps a machine the host made for this file.
-func (rt *script) addVM(L *lua.LState, m Machine, hostname string) *vmObj {
-	v := &vmObj{m: m, hostname: hostname}
+func (rt *script) addVM(L *lua.LState, m Machine) *vmObj {
+	v := &vmObj{m: m}
 	v.ud = L.NewUserData()
 	v.ud.Value = v
 	L.SetMetatable(v.ud, L.GetTypeMetatable(vmType))
@@ -119,13 +126,13 @@ func (rt *script) boot(L *lua.LState) int {
 	if st := v.m.State(); st != machine.StateCreated {
 		rt.fail(L, v, "boot", &stateError{"VM cannot boot", st})
 	}
-	if bo.Hostname != "" {
-		v.hostname = bo.Hostname
-	}
-	if len(nets) > 0 {
+	if len(nets) > 0 && bo.Hostname == "" {
 		// A VM on a network always has a hostname: the others find it
 		// by name.
-		bo.Hostname = v.hostname
+		bo.Hostname = v.defaultHostname
+	}
+	v.hostname = bo.Hostname
+	if len(nets) > 0 {
 		if err := rt.join(v, v.hostname, nets, &bo); err != nil {
 			rt.fail(L, v, "boot", err)
 		}
