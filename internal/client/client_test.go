@@ -226,3 +226,29 @@ func TestFirstAnnouncementIsNoRestart(t *testing.T) {
 		}
 	}
 }
+
+// A guest that never reads its port (a kernel still booting, slowly)
+// blocks the host's writes once the buffer is full: the handshake still
+// ends at its deadline.
+func TestOpenDeadlineWithAGuestThatDoesNotRead(t *testing.T) {
+	host, guest := net.Pipe() // every write blocks until the other end reads
+	defer guest.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		s, err := client.Open(ctx, host, nil)
+		if err == nil {
+			s.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, client.ErrTimeout) {
+			t.Errorf("Open = %v, want ErrTimeout", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Open ignored its deadline while its write was blocked")
+	}
+}

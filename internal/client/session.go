@@ -153,8 +153,21 @@ func (s *Session) greet(ctx context.Context) error {
 	defer s.forget(key)
 	t := time.NewTicker(helloInterval)
 	defer t.Stop()
+	// A guest that does not read its port yet fills the socket's buffer
+	// with Hellos, and a write then blocks: the Hellos go out from a
+	// goroutine, the next only once the last is written, so that the
+	// deadline still holds. Close ends a write that never completes.
+	sent := make(chan struct{}, 1)
+	sent <- struct{}{}
 	for {
-		s.conn.Send(wire.ControlChannel, m)
+		select {
+		case <-sent:
+			go func() {
+				s.conn.Send(wire.ControlChannel, m)
+				sent <- struct{}{}
+			}()
+		default:
+		}
 		select {
 		case r := <-ch:
 			if r.err != nil {
