@@ -18,13 +18,14 @@ func init() {
 func runBench(args []string) int {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: provium bench [-profile NAME] [-boots N] [-boot-only] [-rounds N] [-suite N]\n\nBoots real VMs and prints what each operation costs.")
+		fmt.Fprintln(fs.Output(), "usage: provium bench [-profile NAME] [-boots N] [-boot-only | -network-only] [-rounds N] [-suite N]\n\nBoots real VMs and prints what each operation costs.")
 		fs.PrintDefaults()
 	}
 	profile := fs.String("profile", "minimal", "profile to boot")
 	rounds := fs.Int("rounds", 200, "repetitions of each round-trip measurement")
 	boots := fs.Int("boots", 5, "cold boots whose median is reported")
 	bootOnly := fs.Bool("boot-only", false, "measure only cold boots")
+	networkOnly := fs.Bool("network-only", false, "measure only VM-to-VM round trip and TCP throughput")
 	suite := fs.Int("suite", 40, "files in the generated suite that resumes one shared fixture (0 skips it)")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
@@ -34,7 +35,16 @@ func runBench(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := bench.Run(ctx, os.Stdout, bench.Options{Profile: *profile, Rounds: *rounds, Boots: *boots, BootOnly: *bootOnly})
+	if *networkOnly {
+		*bootOnly, *suite = false, 0
+	}
+	var err error
+	if !*networkOnly {
+		err = bench.Run(ctx, os.Stdout, bench.Options{Profile: *profile, Rounds: *rounds, Boots: *boots, BootOnly: *bootOnly})
+	}
+	if err == nil && !*bootOnly {
+		err = bench.Network(ctx, os.Stdout, bench.Options{Profile: *profile})
+	}
 	if err == nil && *suite > 0 && !*bootOnly {
 		err = bench.Suite(ctx, os.Stdout, *suite)
 	}
