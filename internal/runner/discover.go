@@ -11,7 +11,7 @@ import (
 
 // Discover returns the test files that args name, sorted by path. A
 // directory stands for every *.lua file below it, except in directories
-// named "fixtures" (fixture scripts are not tests); a file is taken as given,
+// named "fixtures" (fixture scripts are not tests) and hidden ones; a file is taken as given,
 // whatever its name. Relative args are resolved against startDir, and the
 // result is relative to startDir when inside it, absolute otherwise, so that
 // paths read the same in output, logs and shards wherever the tree lives.
@@ -43,6 +43,11 @@ func Discover(startDir string, args []string) ([]string, error) {
 			// exclusion is for what discovery finds, not for what
 			// was asked for.
 			if d.IsDir() && d.Name() == "fixtures" && path != root {
+				return filepath.SkipDir
+			}
+			// Hidden directories hold tools' files (.git, the editor
+			// definitions in .provium), not tests.
+			if d.IsDir() && strings.HasPrefix(d.Name(), ".") && len(d.Name()) > 1 && path != root {
 				return filepath.SkipDir
 			}
 			if !d.IsDir() && strings.HasSuffix(d.Name(), ".lua") {

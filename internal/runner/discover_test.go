@@ -37,6 +37,8 @@ func TestDiscover(t *testing.T) {
 		"tests/sub/fixtures/deep/layer.lua",
 		"tests/fixturesque/d.lua", // only a directory named exactly "fixtures" is skipped
 		"other/e.lua",
+		".provium/stubs/provium.lua", // hidden directories hold no tests
+		"tests/.cache/f.lua",
 	)
 	tests := []struct {
 		name string
@@ -53,6 +55,10 @@ func TestDiscover(t *testing.T) {
 			[]string{"other/e.lua", "tests/sub/c.lua"}},
 		{"absolute inside start dir", []string{filepath.Join(dir, "other")},
 			[]string{"other/e.lua"}},
+		{"hidden directories skipped", []string{"."},
+			[]string{"other/e.lua", "tests/a.lua", "tests/b.lua", "tests/fixturesque/d.lua", "tests/helpers.lua", "tests/sub/c.lua"}},
+		{"named hidden dir is walked", []string{".provium"},
+			[]string{".provium/stubs/provium.lua"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
