@@ -255,11 +255,16 @@ func (rt *script) background(L *lua.LState) int {
 	if err != nil {
 		rt.fail(L, t, "background", err)
 	}
+	L.Push(jobTable(L, j))
+	return 1
+}
+
+// jobTable is the job background returns: {id=, pid=}.
+func jobTable(L *lua.LState, j wire.Job) *lua.LTable {
 	tab := L.CreateTable(0, 2)
 	tab.RawSetString("id", lua.LNumber(j.ID))
 	tab.RawSetString("pid", lua.LNumber(j.PID))
-	L.Push(tab)
-	return 1
+	return tab
 }
 
 // checkJob reads a job: the table background returned, or its id.

@@ -218,13 +218,18 @@ func (rt *script) kernelReports(L *lua.LState) int {
 	}
 	list := L.NewTable()
 	for _, r := range v.m.KernelReports(0) {
-		t := L.CreateTable(0, 4)
-		t.RawSetString("kind", lua.LString(r.Kind))
-		t.RawSetString("title", lua.LString(r.Title))
-		t.RawSetString("text", lua.LString(r.Text))
-		t.RawSetString("time", lua.LNumber(float64(r.Time.UnixNano())/1e9))
-		list.Append(t)
+		list.Append(reportTable(L, r))
 	}
 	L.Push(list)
 	return 1
+}
+
+// reportTable is one report as vm:kernel_reports gives it.
+func reportTable(L *lua.LState, r result.KernelReport) *lua.LTable {
+	t := L.CreateTable(0, 4)
+	t.RawSetString("kind", lua.LString(r.Kind))
+	t.RawSetString("title", lua.LString(r.Title))
+	t.RawSetString("text", lua.LString(r.Text))
+	t.RawSetString("time", lua.LNumber(float64(r.Time.UnixNano())/1e9))
+	return t
 }

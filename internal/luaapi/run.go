@@ -59,6 +59,8 @@ type script struct {
 	// that the failure it becomes keeps the console as data.
 	lastRaised *raised
 	ignore     []string // provium.kernel_ignore patterns
+	// methods are the method tables of the userdata types, by type name.
+	methods map[string]*lua.LTable
 }
 
 // Run runs one Lua file and reports what happened. It never panics and
@@ -74,6 +76,7 @@ func Run(ctx context.Context, opts Options) *result.File {
 		scope:   &scope{},
 		loaded:  map[string]bool{},
 		created: map[string]int{},
+		methods: map[string]*lua.LTable{},
 	}
 	L := lua.NewState(stateOptions)
 	defer L.Close()
@@ -119,6 +122,12 @@ func (rt *script) use(v *vmObj) { rt.scope.lastVM = v }
 // open loads the standard libraries a test needs and installs Provium's
 // module and globals.
 func (rt *script) open(L *lua.LState) {
+	openStandard(L)
+	rt.install(L)
+}
+
+// openStandard loads the parts of Lua's standard library a test has.
+func openStandard(L *lua.LState) {
 	for _, lib := range []struct {
 		name string
 		fn   lua.LGFunction
@@ -135,6 +144,11 @@ func (rt *script) open(L *lua.LState) {
 		L.Push(lua.LString(lib.name))
 		L.Call(1, 0)
 	}
+}
+
+// install adds Provium's module, globals and object types to a state
+// with the standard library open.
+func (rt *script) install(L *lua.LState) {
 	rt.stringLib = L.GetGlobal("string").(*lua.LTable)
 	rt.wrapperMetatable(L)
 	rt.vmMetatable(L)

@@ -58,6 +58,7 @@ func (rt *script) vmMetatable(L *lua.LState) {
 
 		"kernel_reports": rt.kernelReports,
 	}))
+	rt.methods[vmType] = methods
 	mt := L.NewTypeMetatable(vmType)
 	L.SetFuncs(mt, rt.guardAll(map[string]lua.LGFunction{
 		"__index": func(L *lua.LState) int {
@@ -67,20 +68,11 @@ func (rt *script) vmMetatable(L *lua.LState) {
 				L.Push(m)
 				return 1
 			}
-			switch key {
-			case lua.LString("name"):
-				L.Push(lua.LString(v.m.Name()))
-			case lua.LString("state"):
-				L.Push(lua.LString(string(v.m.State())))
-			case lua.LString("hostname"):
-				if v.hostname == "" {
-					L.Push(lua.LNil)
-				} else {
-					L.Push(lua.LString(v.hostname))
-				}
-			default:
-				L.Push(lua.LNil)
+			if k, ok := key.(lua.LString); ok && vmFields[string(k)] != nil {
+				L.Push(vmFields[string(k)](v))
+				return 1
 			}
+			L.Push(lua.LNil)
 			return 1
 		},
 		"__tostring": func(L *lua.LState) int {
@@ -89,6 +81,18 @@ func (rt *script) vmMetatable(L *lua.LState) {
 			return 1
 		},
 	}))
+}
+
+// vmFields are the values a VM shows besides its methods.
+var vmFields = map[string]func(v *vmObj) lua.LValue{
+	"name":  func(v *vmObj) lua.LValue { return lua.LString(v.m.Name()) },
+	"state": func(v *vmObj) lua.LValue { return lua.LString(string(v.m.State())) },
+	"hostname": func(v *vmObj) lua.LValue {
+		if v.hostname == "" {
+			return lua.LNil
+		}
+		return lua.LString(v.hostname)
+	},
 }
 
 func checkVM(L *lua.LState, method string) *vmObj { return checkSelf[*vmObj](L, "vm", method) }

@@ -43,13 +43,14 @@ func (rt *script) workerMetatable(L *lua.LState) {
 	methods := L.NewTable()
 	L.SetFuncs(methods, rt.guardAll(rt.agentMethods()))
 	L.SetFuncs(methods, rt.guardAll(map[string]lua.LGFunction{"kill": rt.workerKill}))
-	for _, name := range []string{"boot", "shutdown", "spawn"} {
+	for _, name := range vmOnly {
 		L.SetField(methods, name, L.NewFunction(rt.guard(name, func(L *lua.LState) int {
 			w := checkWorker(L, name)
 			L.RaiseError("worker:%s on %s: a worker has no %s; boot, shutdown and spawn are VM methods", name, w.label, name)
 			return 0
 		})))
 	}
+	rt.methods[workerType] = methods
 	mt := L.NewTypeMetatable(workerType)
 	L.SetFuncs(mt, rt.guardAll(map[string]lua.LGFunction{
 		"__index": func(L *lua.LState) int {
@@ -59,18 +60,11 @@ func (rt *script) workerMetatable(L *lua.LState) {
 				L.Push(m)
 				return 1
 			}
-			switch key {
-			case lua.LString("name"):
-				L.Push(lua.LString(w.label))
-			case lua.LString("pid"):
-				L.Push(lua.LNumber(w.pid))
-			case lua.LString("tid"):
-				L.Push(lua.LNumber(w.tid))
-			case lua.LString("thread"):
-				L.Push(lua.LBool(w.thread))
-			default:
-				L.Push(lua.LNil)
+			if k, ok := key.(lua.LString); ok && workerFields[string(k)] != nil {
+				L.Push(workerFields[string(k)](w))
+				return 1
 			}
+			L.Push(lua.LNil)
 			return 1
 		},
 		"__tostring": func(L *lua.LState) int {
@@ -83,6 +77,18 @@ func (rt *script) workerMetatable(L *lua.LState) {
 			return 1
 		},
 	}))
+}
+
+// vmOnly are the VM methods a worker lacks: on a worker they are errors
+// that say why, rather than "attempt to call a nil value".
+var vmOnly = []string{"boot", "shutdown", "spawn"}
+
+// workerFields are the values a worker shows besides its methods.
+var workerFields = map[string]func(w *workerObj) lua.LValue{
+	"name":   func(w *workerObj) lua.LValue { return lua.LString(w.label) },
+	"pid":    func(w *workerObj) lua.LValue { return lua.LNumber(w.pid) },
+	"tid":    func(w *workerObj) lua.LValue { return lua.LNumber(w.tid) },
+	"thread": func(w *workerObj) lua.LValue { return lua.LBool(w.thread) },
 }
 
 func checkWorker(L *lua.LState, method string) *workerObj {
