@@ -73,7 +73,7 @@ func New(cfg Config) (*Harness, error) {
 	if cfg.NoCache {
 		root = filepath.Join(cfg.RunDir, "fixtures")
 	}
-	max, err := cacheMax()
+	max, err := CacheMax()
 	if err != nil {
 		return nil, err
 	}
@@ -129,9 +129,9 @@ func BuildID() (string, error) {
 	return buildID.id, buildID.err
 }
 
-// cacheMax is $PROVIUM_FIXTURE_CACHE_MAX in bytes: a size such as "20G"
+// CacheMax is $PROVIUM_FIXTURE_CACHE_MAX in bytes: a size such as "20G"
 // or "512M", or a plain number of bytes; 0 when unset.
-func cacheMax() (int64, error) {
+func CacheMax() (int64, error) {
 	v := strings.TrimSpace(os.Getenv("PROVIUM_FIXTURE_CACHE_MAX"))
 	if v == "" {
 		return 0, nil
