@@ -33,6 +33,10 @@ type Surface struct {
 	// Types are the object types scripts get, by the name the stubs give
 	// them: "vm", "worker", "text" (a command's stdout or stderr).
 	Types map[string]Type
+	// Unlisted are the object types the state has (its type metatables)
+	// that this listing does not describe: a new type must be added here
+	// before stubs can cover it.
+	Unlisted []string
 	// Tables are the fields of the tables the API returns: "exec" (exec's
 	// result), "job" (background's), "job_result" (job_wait's and
 	// job_kill's), "kernel_report" (an entry of vm:kernel_reports()).
@@ -138,6 +142,13 @@ func ReadSurface() (*Surface, error) {
 	}
 	s.Types["worker"] = worker
 	s.Types["text"] = Type{Methods: mapKeys(wrapperMethods), Fields: []string{"value"}}
+	listed := []string{vmType, workerType, wrapperType, todoType} // a todo is raised, not called
+	L.G.Registry.ForEach(func(k, v lua.LValue) {
+		name, ok := k.(lua.LString)
+		if _, isTable := v.(*lua.LTable); ok && isTable && strings.HasPrefix(string(name), "provium.") && !slices.Contains(listed, string(name)) {
+			s.Unlisted = append(s.Unlisted, string(name))
+		}
+	})
 
 	// The tables as the real builders make them, with every optional
 	// field present.

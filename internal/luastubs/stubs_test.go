@@ -115,6 +115,9 @@ func TestStubsDescribeEveryObjectOfTheRuntime(t *testing.T) {
 	for table, cls := range tableClasses {
 		sameNames(t, cls+" field", surf.Tables[table], slices.Collect(maps.Keys(s.fields(cls))))
 	}
+	for _, typ := range surf.Unlisted {
+		t.Errorf("the runtime has an object type %s that luaapi.ReadSurface does not list: list its methods and fields there, then describe it here", typ)
+	}
 	for typ := range surf.Types {
 		if typeClasses[typ] == "" {
 			t.Errorf("the runtime has a type %s that the stubs do not describe", typ)
