@@ -21,8 +21,10 @@ type function struct {
 	name    string // "test", "provium.create", "provium.VM:boot"
 	line    int
 	doc     string
-	params  []param // from the function's own line, typed by @param
-	returns []string
+	params  []param  // from the function's own line, typed by @param
+	returns []string // their types
+	// varReturns: the last @return is "...", any number of values.
+	varReturns bool
 	// problems found while reading it: a @param without a parameter, a
 	// parameter without a @param.
 	problems []string
@@ -45,7 +47,7 @@ var (
 	classLine  = regexp.MustCompile(`^---@class\s+([\w.]+)(?:\s*:\s*([\w.]+))?\s*$`)
 	fieldLine  = regexp.MustCompile(`^---@field\s+(\w+)(\??)\s+(\S+)`)
 	paramLine  = regexp.MustCompile(`^---@param\s+(\w+|\.\.\.)(\??)\s+(\S+)`)
-	returnLine = regexp.MustCompile(`^---@return\s+(\S+)`)
+	returnLine = regexp.MustCompile(`^---@return\s+(\S+)(?:\s+(\S+))?`)
 	localLine  = regexp.MustCompile(`^local\s+(\w+)\s*=\s*\{\}\s*$`)
 	funcLine   = regexp.MustCompile(`^function\s+([\w.]+)(?::(\w+))?\(([^)]*)\)\s*end\s*$`)
 )
@@ -57,9 +59,10 @@ func parseStubs(src []byte) (*stubs, error) {
 		doc     []string
 		params  []param
 		returns []string
+		varRet  bool
 		cur     *class // the class whose annotations are being read
 	)
-	reset := func() { doc, params, returns, cur = nil, nil, nil, nil }
+	reset := func() { doc, params, returns, varRet, cur = nil, nil, nil, false, nil }
 	sc := bufio.NewScanner(bytes.NewReader(src))
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
@@ -86,7 +89,9 @@ func parseStubs(src []byte) (*stubs, error) {
 			m := paramLine.FindStringSubmatch(line)
 			params = append(params, param{name: m[1], typ: m[3], optional: m[2] == "?"})
 		case returnLine.MatchString(line):
-			returns = append(returns, returnLine.FindStringSubmatch(line)[1])
+			m := returnLine.FindStringSubmatch(line)
+			returns = append(returns, m[1])
+			varRet = m[2] == "..."
 		case strings.HasPrefix(line, "---@"):
 			return nil, fmt.Errorf("line %d: annotation the test does not know: %s", n, line)
 		case strings.HasPrefix(line, "---"):
@@ -99,7 +104,7 @@ func parseStubs(src []byte) (*stubs, error) {
 			reset()
 		case funcLine.MatchString(line):
 			m := funcLine.FindStringSubmatch(line)
-			f := &function{name: m[1], line: n, doc: strings.Join(doc, " "), returns: returns}
+			f := &function{name: m[1], line: n, doc: strings.Join(doc, " "), returns: returns, varReturns: varRet}
 			f.params, f.problems = matchParams(m[3], params)
 			if m[2] != "" {
 				c := locals[m[1]]

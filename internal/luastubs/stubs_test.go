@@ -342,11 +342,14 @@ func callee(f *function) (prefix, call string, offset int, ok bool) {
 	return "", "", 0, false
 }
 
-var badArgument = regexp.MustCompile(`bad argument #(\d+) to '([^']*)'`)
+var (
+	badArgument = regexp.MustCompile(`bad argument #(\d+) to '([^']*)'`)
+	returned    = regexp.MustCompile(`provium-probe returned (\d+)`)
+)
 
 func TestDefinitionsMatchWhatTheRuntimeAccepts(t *testing.T) {
 	s, _ := readStubs(t)
-	probed := 0
+	probed, returnsChecked := 0, 0
 	for _, f := range s.everyFunction() {
 		prefix, call, offset, ok := callee(f)
 		if !ok {
@@ -368,9 +371,22 @@ func TestDefinitionsMatchWhatTheRuntimeAccepts(t *testing.T) {
 			}
 		}
 		probed++
-		// Arguments of the right types: no complaint about any.
-		if msg := run(t, prefix+call+"("+strings.Join(args, ", ")+")"); badArgument.MatchString(msg) {
+		// Arguments of the right types: no complaint about any; and a
+		// call that returns gives what the @return lines say.
+		msg := run(t, prefix+`error("provium-probe returned " .. select("#", `+call+"("+strings.Join(args, ", ")+`)))`)
+		if badArgument.MatchString(msg) {
 			t.Errorf("provium.lua:%d: %s(%s): the runtime refuses arguments the definition allows: %s", f.line, call, strings.Join(args, ", "), msg)
+		}
+		if m := returned.FindStringSubmatch(msg); m != nil {
+			n, fixed := 0, len(f.returns)
+			fmt.Sscan(m[1], &n)
+			if f.varReturns {
+				fixed--
+			}
+			if n < fixed || (n > fixed && !f.varReturns) {
+				t.Errorf("provium.lua:%d: %s returned %d values; its @return lines say %d", f.line, call, n, len(f.returns))
+			}
+			returnsChecked++
 		}
 		// No arguments: the runtime complains about an argument the
 		// definition requires, or, when it requires none, about nothing.
@@ -382,7 +398,7 @@ func TestDefinitionsMatchWhatTheRuntimeAccepts(t *testing.T) {
 				required = append(required, i+1+offset)
 			}
 		}
-		msg := run(t, prefix+call+"()")
+		msg = run(t, prefix+call+"()")
 		got := 0
 		if m := badArgument.FindStringSubmatch(msg); m != nil {
 			fmt.Sscan(m[1], &got)
@@ -407,7 +423,7 @@ func TestDefinitionsMatchWhatTheRuntimeAccepts(t *testing.T) {
 			sameNames(t, p.typ+" option", known, slices.Collect(maps.Keys(s.fields(p.typ))))
 		}
 	}
-	if probed < 30 {
-		t.Errorf("only %d definitions were probed", probed)
+	if probed < 30 || returnsChecked < 10 {
+		t.Errorf("only %d definitions were probed, %d of them returned", probed, returnsChecked)
 	}
 }
