@@ -67,6 +67,7 @@ func (rt *script) networkMetatable(L *lua.LState) {
 		"link":      rt.netLink,
 		"capture":   rt.netCapture,
 	}))
+	rt.methods[networkType] = methods
 	mt := L.NewTypeMetatable(networkType)
 	L.SetFuncs(mt, rt.guardAll(map[string]lua.LGFunction{
 		"__index": func(L *lua.LState) int {
@@ -76,14 +77,11 @@ func (rt *script) networkMetatable(L *lua.LState) {
 				L.Push(m)
 				return 1
 			}
-			switch key {
-			case lua.LString("name"):
-				L.Push(lua.LString(o.n.Name()))
-			case lua.LString("prefix"):
-				L.Push(lua.LString(o.n.Prefix().String()))
-			default:
-				L.Push(lua.LNil)
+			if k, ok := key.(lua.LString); ok && netFields[string(k)] != nil {
+				L.Push(netFields[string(k)](o))
+				return 1
 			}
+			L.Push(lua.LNil)
 			return 1
 		},
 		"__tostring": func(L *lua.LState) int {
@@ -95,12 +93,19 @@ func (rt *script) networkMetatable(L *lua.LState) {
 	lmt := L.NewTypeMetatable(linkType)
 	lmethods := L.NewTable()
 	L.SetFuncs(lmethods, rt.guardAll(map[string]lua.LGFunction{"set": rt.linkSet}))
+	rt.methods[linkType] = lmethods
 	lmt.RawSetString("__index", lmethods)
 	lmt.RawSetString("__tostring", L.NewFunction(rt.guard("__tostring", func(L *lua.LState) int {
 		l := checkSelf[*linkObj](L, "link", "__tostring")
 		L.Push(lua.LString(fmt.Sprintf("link %s-%s on %s", l.a.name(), l.b.name(), l.net.n.Name())))
 		return 1
 	})))
+}
+
+// netFields are the values a network shows besides its methods.
+var netFields = map[string]func(o *netObj) lua.LValue{
+	"name":   func(o *netObj) lua.LValue { return lua.LString(o.n.Name()) },
+	"prefix": func(o *netObj) lua.LValue { return lua.LString(o.n.Prefix().String()) },
 }
 
 func checkNet(L *lua.LState, method string) *netObj {

@@ -31,7 +31,8 @@ type Surface struct {
 	// below the module ("sys", "errno", "c").
 	Constants map[string]map[string]float64
 	// Types are the object types scripts get, by the name the stubs give
-	// them: "vm", "worker", "text" (a command's stdout or stderr).
+	// them: "vm", "worker", "text" (a command's stdout or stderr),
+	// "network", "link" (net:link's).
 	Types map[string]Type
 	// Unlisted are the object types the state has (its type metatables)
 	// that this listing does not describe: a new type must be added here
@@ -60,6 +61,7 @@ func ReadSurface() (*Surface, error) {
 		res:     &result.File{},
 		scope:   &scope{},
 		loaded:  map[string]bool{},
+		created: map[string]int{},
 		methods: map[string]*lua.LTable{},
 	}
 	L := lua.NewState(stateOptions)
@@ -142,7 +144,9 @@ func ReadSurface() (*Surface, error) {
 	}
 	s.Types["worker"] = worker
 	s.Types["text"] = Type{Methods: mapKeys(wrapperMethods), Fields: []string{"value"}}
-	listed := []string{vmType, workerType, wrapperType, todoType} // a todo is raised, not called
+	s.Types["network"] = Type{Methods: tableKeys(rt.methods[networkType]), Fields: mapKeys(netFields)}
+	s.Types["link"] = Type{Methods: tableKeys(rt.methods[linkType])}
+	listed := []string{vmType, workerType, wrapperType, networkType, linkType, todoType} // a todo is raised, not called
 	L.G.Registry.ForEach(func(k, v lua.LValue) {
 		name, ok := k.(lua.LString)
 		if _, isTable := v.(*lua.LTable); ok && isTable && strings.HasPrefix(string(name), "provium.") && !slices.Contains(listed, string(name)) {

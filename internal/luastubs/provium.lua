@@ -44,10 +44,16 @@ provium = {}
 ---@return provium.VM vm the VM, in state "created"
 function provium.create(profile) end
 
----A running VM resumed from fixture name (fixtures/<name>.lua), built on first use and cached.
+---Resumes fixture name (fixtures/<name>.lua), built on first use and cached: its VM, or its VMs by hostname when it has several on networks.
 ---@param name string the fixture's name: its script is fixtures/<name>.lua
----@return provium.VM vm a running VM, independent of every other resume
+---@return provium.VM|table<string, provium.VM> vm a running VM independent of every other resume, or a cluster's VMs by hostname
+---@return table<string, provium.Network> networks the fixture's networks by name, made again with the same addresses
 function provium.fixture(name) end
+
+---A new network of this file: the N-th one is 10.N.0.0/24, and the x-th VM to join it 10.N.0.x.
+---@param name string the network's name, as fixtures give it back
+---@return provium.Network net a network for vm:boot({networks = {net}})
+function provium.network(name) end
 
 ---Shuts down every VM this file created.
 function provium.shutdown_all() end
@@ -117,6 +123,8 @@ function provium.ioc.IOWR(type, nr, size) end
 ---@field files? table<string, string> {["/guest/path"] = "host/path"}, present at boot
 ---@field disks? provium.Disk[] disk images, appearing as /dev/vda, /dev/vdb, ...
 ---@field boot_timeout? number seconds to wait for the agent
+---@field networks? provium.Network[] networks to join, one network card each, in this order
+---@field hostname? string the guest's hostname, and its name in the networks' /etc/hosts
 
 ---A disk image attached at boot; also {path, format, readonly} by position.
 ---@class provium.Disk
@@ -343,6 +351,11 @@ function VM:kill() end
 ---@return provium.Worker worker its own credentials and channel to the host
 function VM:spawn(opts) end
 
+---The VM's address on net ("10.N.0.x"), or on its only network when net is left out.
+---@param net? provium.Network one of the networks the VM booted on
+---@return string ip the address, without the prefix length
+function VM:ip(net) end
+
 ---Every kernel report the VM printed so far, oldest first.
 ---@return provium.KernelReport[] reports kind, title, text, time
 function VM:kernel_reports() end
@@ -357,3 +370,41 @@ local Worker = {}
 
 ---Closes the worker's channel and the worker exits; calls on it afterwards are errors.
 function Worker:kill() end
+
+---A network of VMs inside provium, from provium.network: 10.N.0.0/24, nothing reaching the host's own networks.
+---@class provium.Network
+---@field name string the name the test gave it
+---@field prefix string its addresses, e.g. "10.1.0.0/24"
+local Network = {}
+
+---Splits the network: VMs in different groups cannot reach each other, and a VM in no group reaches no one.
+---@param ... provium.VM[] the groups, e.g. {a, b}, {c}
+function Network:partition(...) end
+
+---Ends a partition: every VM reaches every other again.
+function Network:heal() end
+
+---The link between two VMs of the network, to impair both its directions.
+---@param a provium.VM a VM on the network
+---@param b provium.VM another VM on it
+---@return provium.Link link the link between them
+function Network:link(a, b) end
+
+---Writes what the network carries from now on to a pcap file, complete when the test file ends.
+---@param path string the file, relative to where provium started
+function Network:capture(path) end
+
+---The link between two VMs of a network, from net:link(a, b).
+---@class provium.Link
+local Link = {}
+
+---Impairs the link in both directions from now on; link:set{} lifts it.
+---@param opts provium.LinkOptions delay, jitter, loss, rate
+function Link:set(opts) end
+
+---How net:link(a, b):set impairs a link.
+---@class provium.LinkOptions
+---@field delay? string|number added latency: "50ms", "1.5s" or seconds
+---@field jitter? string|number random variation of the delay, likewise
+---@field loss? number the probability that a frame is dropped, from 0 to 1
+---@field rate? string|integer the bandwidth: "10mbit", "512kbit", "1gbit" or bits per second

@@ -18,6 +18,7 @@ import (
 	"github.com/provium/provium/internal/client"
 	"github.com/provium/provium/internal/luaapi"
 	"github.com/provium/provium/internal/machine"
+	"github.com/provium/provium/internal/network"
 	"github.com/provium/provium/internal/result"
 )
 
@@ -84,7 +85,13 @@ func TestStubsNameEveryFunctionOfTheRuntime(t *testing.T) {
 }
 
 // typeClasses maps the runtime's object types to the stubs' classes.
-var typeClasses = map[string]string{"vm": "provium.VM", "worker": "provium.Worker", "text": "provium.Text"}
+var typeClasses = map[string]string{
+	"vm":      "provium.VM",
+	"worker":  "provium.Worker",
+	"text":    "provium.Text",
+	"network": "provium.Network",
+	"link":    "provium.Link",
+}
 
 // tableClasses maps the tables the runtime returns to the stubs' classes.
 var tableClasses = map[string]string{
@@ -280,7 +287,8 @@ type probeHost struct{}
 func (probeHost) Create(profile string) (luaapi.Machine, error) {
 	return &probeVM{name: profile + "#1"}, nil
 }
-func (probeHost) Fixture(context.Context, string) (luaapi.Machine, error) { return nil, errProbe }
+func (probeHost) Fixture(context.Context, string) (*luaapi.Resumed, error) { return nil, errProbe }
+func (probeHost) Network(name string) (*network.Network, error)            { return network.New(name, 1) }
 
 // run runs a script and returns its failure message, "" if it passed.
 func run(t *testing.T, src string) string {
@@ -324,9 +332,19 @@ func sample(typ string) string {
 		return "{}"
 	case a == "provium.Text":
 		return `"x"`
+	case a == "provium.VM":
+		return "vm"
+	case a == "provium.Network":
+		return "net"
 	}
 	return ""
 }
+
+// probePrefix makes the objects probes call methods on and pass as
+// arguments: a VM that never boots and a network.
+const probePrefix = `local vm = provium.create("probe")
+local net = provium.network("probe")
+`
 
 // callee is how a probe script calls f, and the offset of its first
 // parameter in the runtime's argument count (1 for a method: self).
@@ -334,11 +352,14 @@ func callee(f *function) (prefix, call string, offset int, ok bool) {
 	cls, method, isMethod := strings.Cut(f.name, ":")
 	switch {
 	case !isMethod:
-		return "", f.name, 0, true
+		return probePrefix, f.name, 0, true
 	case cls == "provium.VM" || cls == "provium.Agent":
-		return `local vm = provium.create("probe")` + "\n", "vm:" + method, 1, true
+		return probePrefix, "vm:" + method, 1, true
+	case cls == "provium.Network":
+		return probePrefix, "net:" + method, 1, true
 	}
-	// Workers and texts come only from a guest.
+	// Workers and texts come only from a guest; links only from VMs on
+	// a network.
 	return "", "", 0, false
 }
 
