@@ -134,3 +134,49 @@ func TestFixtureExportImport(t *testing.T) {
 	}
 	workersNoQEMU(t, env)
 }
+
+// clusterSuite has a fixture of two VMs on a network.
+var clusterSuite = map[string]string{
+	"tests/fixtures/pair.lua": `local net = provium.network("lan")
+local a = provium.create("minimal")
+a:boot({networks = {net}, hostname = "alpha"})
+local b = provium.create("minimal")
+b:boot({networks = {net}, hostname = "beta"})
+a:write_file("/tmp/role", "alpha")
+`,
+	"tests/pair.lua": `local vms, nets = provium.fixture("pair")
+test("the cluster resumes whole, on its network", function()
+  assert_eq("alpha", vms.alpha:read_file("/tmp/role"))
+  assert_eq("10.1.0.2", vms.beta:ip(nets.lan))
+  local r = vms.alpha:exec("ping -c 1 -W 5 beta")
+  assert(r.ok, "alpha cannot reach beta: " .. tostring(r.stdout) .. tostring(r.stderr))
+end)
+`,
+}
+
+// A cluster fixture travels too: every VM's snapshot, resumed on networks
+// made again with the same addresses.
+func TestClusterFixtureServesAnotherCheckout(t *testing.T) {
+	env := NewEnv(t, nil)
+	a := checkout(t, env, "a", clusterSuite)
+	if got := fxBuiltEvents(fxJSONRun(t, a, "tests/")); got["pair"] != 1 {
+		t.Fatalf("first checkout: fixtures built %v, want pair once", got)
+	}
+	b := checkout(t, env, "b", clusterSuite)
+	if got := fxBuiltEvents(fxJSONRun(t, b, "tests/")); len(got) != 0 {
+		t.Errorf("second checkout: fixtures built %v, want pair resumed", got)
+	}
+	archive := filepath.Join(t.TempDir(), "pair.tar")
+	if r := a.Run("fixture", "export", archive); r.Code != 0 {
+		t.Fatalf("export: exit %d\n%s", r.Code, r.Stderr)
+	}
+	c := checkout(t, env, "c", clusterSuite)
+	c.Cache = t.TempDir()
+	if r := c.Run("fixture", "import", archive); r.Code != 0 || !strings.Contains(r.Stdout, "imported pair") {
+		t.Fatalf("import: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
+	if got := fxBuiltEvents(fxJSONRun(t, c, "tests/")); len(got) != 0 {
+		t.Errorf("after import: fixtures built %v, want pair resumed", got)
+	}
+	workersNoQEMU(t, env)
+}
