@@ -333,6 +333,7 @@ function Agent:ioctl_buf(fd, cmd, struct, specs) end
 ---@class provium.VM: provium.Agent
 ---@field name string the VM's name in messages, e.g. "minimal#1"
 ---@field state "created"|"running"|"shut down"|"killed"|"dead" where it is in its life
+---@field hostname? string the hostname its boot set: the boot option, else, on a network, one provium chose; nil before
 local VM = {}
 
 ---Starts QEMU and waits for the agent; an error after 30 s without one carries the console's tail.
