@@ -60,6 +60,8 @@ type Env struct {
 	Cache string // PROVIUM_CACHE
 	Tmp   string // TMPDIR: the run directories live here
 	Extra []string
+	// Deadline bounds each Run; 10 minutes when zero.
+	Deadline time.Duration
 }
 
 // NewEnv makes an empty project whose files are given as path -> content.
@@ -91,7 +93,11 @@ func (e *Env) Write(path, content string) {
 // Run runs provium with args in the project and waits (at most 10 minutes).
 func (e *Env) Run(args ...string) Result {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	deadline := e.Deadline
+	if deadline == 0 {
+		deadline = 10 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
 	cmd := e.Command(ctx, args...)
 	var out, errb bytes.Buffer

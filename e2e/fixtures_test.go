@@ -108,7 +108,8 @@ func fxBuiltEvents(events []fxEvent) map[string]int {
 }
 
 // fxEntries lists the complete entries of the persistent cache: the
-// directories under fixtures/ that hold a manifest or a snapshot.
+// directories under fixtures/ that hold a manifest or a (first VM's)
+// snapshot.
 func fxEntries(t *testing.T, cache string) []string {
 	t.Helper()
 	var out []string
@@ -117,7 +118,7 @@ func fxEntries(t *testing.T, cache string) []string {
 		if !d.IsDir() || strings.Contains(d.Name(), ".building-") {
 			continue
 		}
-		for _, f := range []string{"manifest.json", "snapshot"} {
+		for _, f := range []string{"manifest.json", "vm-0/snapshot"} {
 			if _, err := os.Stat(filepath.Join(cache, "fixtures", d.Name(), f)); err == nil {
 				out = append(out, d.Name()+"/"+f)
 			}
@@ -129,7 +130,7 @@ func fxEntries(t *testing.T, cache string) []string {
 // fxSnapshot is the snapshot file of the one cached entry of fixture name.
 func fxSnapshot(t *testing.T, cache, name string) string {
 	t.Helper()
-	m, _ := filepath.Glob(filepath.Join(cache, "fixtures", name+"-*", "snapshot"))
+	m, _ := filepath.Glob(filepath.Join(cache, "fixtures", name+"-*", "vm-*", "snapshot"))
 	if len(m) != 1 {
 		t.Fatalf("want one cached snapshot of %q, found %v", name, m)
 	}
@@ -287,13 +288,13 @@ test("resumed", function() assert_eq("plain", vm:read_file("/tmp/plain")) end)
 	if len(lines) != 2 {
 		t.Fatalf("fixture list: want a header and one entry:\n%s", r.Stdout)
 	}
-	for _, col := range []string{"NAME", "KEY", "SIZE", "AGE"} {
+	for _, col := range []string{"NAME", "KEY", "VMS", "SIZE", "AGE"} {
 		if !strings.Contains(lines[0], col) {
 			t.Errorf("fixture list header lacks %s: %q", col, lines[0])
 		}
 	}
-	// name, a hex key, a size in M or G, an age in seconds
-	row := regexp.MustCompile(`^plain\s+([0-9a-f]{16,})\s+([0-9.]+[MG])\s+((\d+m)?\d+s)\s`)
+	// name, a hex key, one VM, a size in M or G, an age in seconds
+	row := regexp.MustCompile(`^plain\s+([0-9a-f]{16,})\s+1\s+([0-9.]+[MG])\s+((\d+m)?\d+s)\s`)
 	m := row.FindStringSubmatch(lines[1])
 	if m == nil {
 		t.Fatalf("fixture list entry %q does not show name, key, size and age", lines[1])
@@ -465,7 +466,7 @@ test("resumed", function() assert_eq("33554432", vm:exec("wc -c < /tmp/big").std
 	var partial string
 	var size int64
 	for partial == "" {
-		m, _ := filepath.Glob(filepath.Join(fixtures, "*.building-*", ".snapshot.*.tmp"))
+		m, _ := filepath.Glob(filepath.Join(fixtures, "*.building-*", "vm-*", ".snapshot.*.tmp"))
 		for _, p := range m {
 			if st, err := os.Stat(p); err == nil && st.Size() > 0 {
 				partial, size = p, st.Size()
