@@ -383,10 +383,18 @@ func (s *Switch) allowed(a, b *Port) bool {
 
 // deliver writes a frame to the VM behind p without blocking.
 func (p *Port) deliver(frame []byte) {
-	switch err := p.sock.send(frame); {
+	// Counted before the write and taken back if it fails, so that a
+	// frame the VM has read is always in Stats.
+	n := uint64(len(frame))
+	p.stats.outFrames.Add(1)
+	p.stats.outBytes.Add(n)
+	err := p.sock.send(frame)
+	if err != nil {
+		p.stats.outFrames.Add(^uint64(0))
+		p.stats.outBytes.Add(-n)
+	}
+	switch {
 	case err == nil:
-		p.stats.outFrames.Add(1)
-		p.stats.outBytes.Add(uint64(len(frame)))
 	case errors.Is(err, errWouldBlock):
 		p.stats.dropOverflow.Add(1)
 	default:
