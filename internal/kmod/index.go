@@ -12,6 +12,11 @@ import (
 
 // indexDir walks moduleDir for module files and reads modules.builtin.
 func indexDir(moduleDir string) (*index, error) {
+	// WalkDir does not follow a symbolic link at its root: a module tree
+	// linked into a project is still a tree.
+	if real, err := filepath.EvalSymlinks(moduleDir); err == nil {
+		moduleDir = real
+	}
 	ix := &index{
 		dir:     moduleDir,
 		paths:   map[string]string{},

@@ -15,7 +15,9 @@
 //	kernel_ignore = ["WARNING in noisy_driver"] # kernel reports that fail nothing
 //	kmemleak = true                    # scan for leaks after each sub-test
 //	vmlinux = "../kernel/out/vmlinux"  # DWARF to decode call traces with
-//	modules = "../kernel/out"          # where the modules' .ko files are
+//	modules = "../kernel/out"          # where the modules' .ko files are (for call
+//	                                   # traces, and for the guest when the kernel
+//	                                   # has no lib/modules/VERSION beside it)
 //
 // The built-in profiles boot a kernel found in this order: $PROVIUM_KERNEL
 // (its modules in $PROVIUM_MODULES), the kernel `provium setup` extracted into
@@ -190,6 +192,11 @@ func (c *Config) parse() error {
 			p.Init = boot.DefaultInit
 		}
 		p.ModulesDir = modulesBeside(p.Kernel)
+		if p.ModulesDir == "" {
+			// A kernel outside a distribution's layout: its module tree
+			// is where the profile says.
+			p.ModulesDir = p.Modules
+		}
 		c.profiles[name] = p
 	}
 	return nil
