@@ -161,6 +161,12 @@ func docFile(t *testing.T, page, name string) string {
 
 // docSetup makes what a page's examples say they stand on, by page.
 var docSetup = map[string]func(t *testing.T, env *Env){
+	// provium_crash.ko is the test suite's module that provokes reports.
+	"kernel-reports": func(t *testing.T, env *Env) {
+		if err := os.Symlink(crashModule(t, env), filepath.Join(env.Dir, "provium_crash.ko")); err != nil {
+			t.Fatal(err)
+		}
+	},
 	// kernel/vmlinuz and kernel/modules are the kernel provium setup
 	// fetched; tiny.cpio is the busybox root with /etc/flavour added.
 	"configuration": func(t *testing.T, env *Env) {
