@@ -555,18 +555,18 @@ bad('"abc" is not an integer', function() vm:syscall(1, "abc") end)
 bad("2.5 is not an integer", function() vm:syscall(1, 2.5) end)
 bad("'syscall_ptr' (pointer spec 1: buf_idx 2: argument 2 has no buffer in bufs)",
   function() vm:syscall_ptr(20, {[1] = string.rep("\0", 16)}, {{buf_idx = 2, ptr_offset = 0, data_len = 1}}) end)
-bad("vm:syscall_ptr on minimal#1: pointer 2: offset 9 does not leave 8 bytes for it inside the 16-byte buffer of argument 1: invalid request",
+bad("'syscall_ptr' (pointer spec 2: ptr_offset 9 does not leave 8 bytes for a pointer inside the 16-byte buffer)",
   function() vm:syscall_ptr(20, {[1] = string.rep("\0", 16)}, {{1, 0, 1}, {buf_idx = 1, ptr_offset = 9, data_len = 1}}) end)
-bad("pointer 1: offset -8 does not leave 8 bytes",
+bad("pointer spec 1: ptr_offset -8 does not leave 8 bytes",
   function() vm:syscall_ptr(20, {[1] = string.rep("\0", 16)}, {{buf_idx = 1, ptr_offset = -8, data_len = 1}}) end)
-bad("pointer 1: length -1 is outside 0..",
+bad("pointer spec 1: negative data_len -1",
   function() vm:syscall_ptr(20, {[1] = string.rep("\0", 16)}, {{buf_idx = 1, ptr_offset = 0, data_len = -1}}) end)
-bad("pointer 1: 3 bytes of data do not fit in its 2 bytes",
+bad("pointer spec 1: 3 bytes of data do not fit in data_len 2",
   function() vm:syscall_ptr(20, {[1] = string.rep("\0", 16)}, {{buf_idx = 1, ptr_offset = 0, data_len = 2, data = "abc"}}) end)
 bad("pointer spec 1: data_len missing",
   function() vm:syscall_ptr(20, {[1] = string.rep("\0", 16)}, {{buf_idx = 1, ptr_offset = 0}}) end)
 bad("pointer spec 1: buf_len missing", function() vm:ioctl_buf(3, 0x5401, string.rep("\0", 8), {{0}}) end)
-bad("vm:ioctl_buf on minimal#1: pointer 1: offset 4 does not leave 8 bytes for it inside the 8-byte buffer of argument 2",
+bad("'ioctl_buf' (pointer spec 1: ptr_offset 4 does not leave 8 bytes for a pointer inside the 8-byte buffer)",
   function() vm:ioctl_buf(3, 0x5401, string.rep("\0", 8), {{4, 1}}) end)
 bad("ioctl command 4294967296 does not fit in 32 bits", function() vm:ioctl(3, 2^32) end)
 bad("string, number or nil expected, got table", function() vm:ioctl(3, 1, {}) end)

@@ -196,6 +196,17 @@ func checkPtrSpecs(L *lua.LState, n int, bufs bufSet, names specNames) []ptrSpec
 		}
 		s.length = length
 		s.output = lua.LVAsBool(next("output"))
+		// Validate would refuse these too, but only the script's own field
+		// names tell the user which value is wrong.
+		if size := len(bufs.blobs[s.buf]); s.offset < 0 || s.offset > size-8 {
+			bad("%s %d does not leave 8 bytes for a pointer inside the %d-byte buffer", names.offset, s.offset, size)
+		}
+		if s.length < 0 {
+			bad("negative %s %d", names.length, s.length)
+		}
+		if len(s.data) > s.length {
+			bad("%d bytes of data do not fit in %s %d", len(s.data), names.length, s.length)
+		}
 		specs = append(specs, s)
 	}
 	return specs
