@@ -9,8 +9,7 @@
 //
 // An Arch is named as the kernel and "uname -m" name it on x86_64 and as
 // the kernel's arch/ directory names it on arm64 (where uname prints
-// "aarch64"); ParseArch also accepts the Go names, so ParseArch(runtime.GOARCH)
-// works. The tables of an Arch describe its native 64-bit ABI: neither x32
+// "aarch64"). The tables of an Arch describe its native 64-bit ABI: neither x32
 // nor 32-bit compat system calls.
 //
 // # Where the tables come from

@@ -69,7 +69,7 @@ func TestAgainstGoSyscallSources(t *testing.T) {
 			}
 			matched = 0
 			for name, want := range consts {
-				v, ok := Constant(tc.arch, name)
+				v, ok := constant(tc.arch, name)
 				if !ok || skip[name] {
 					continue
 				}

@@ -58,18 +58,3 @@ func IOC(dir, typ, nr, size uint32) (uint32, error) {
 	}
 	return dir<<iocDirShift | typ<<iocTypeShift | nr<<iocNRShift | size<<iocSizeShift, nil
 }
-
-// IO returns _IO(typ, nr): a command without an argument to transfer.
-func IO(typ, nr uint32) (uint32, error) { return IOC(IOCNone, typ, nr, 0) }
-
-// IOR returns _IOR(typ, nr, T) for a T of size bytes: the kernel writes the
-// argument, user space reads it.
-func IOR(typ, nr, size uint32) (uint32, error) { return IOC(IOCRead, typ, nr, size) }
-
-// IOW returns _IOW(typ, nr, T) for a T of size bytes: user space writes the
-// argument, the kernel reads it.
-func IOW(typ, nr, size uint32) (uint32, error) { return IOC(IOCWrite, typ, nr, size) }
-
-// IOWR returns _IOWR(typ, nr, T) for a T of size bytes: the argument goes
-// both ways.
-func IOWR(typ, nr, size uint32) (uint32, error) { return IOC(IOCRead|IOCWrite, typ, nr, size) }

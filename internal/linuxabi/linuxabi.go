@@ -1,11 +1,7 @@
 package linuxabi
 
 import (
-	"errors"
-	"fmt"
 	"maps"
-	"strings"
-	"sync"
 )
 
 // Arch is a Linux architecture.
@@ -17,45 +13,14 @@ const (
 	ARM64  Arch = "arm64"
 )
 
-// ErrUnknownArch is wrapped by ParseArch's errors.
-var ErrUnknownArch = errors.New("unknown architecture")
-
-// Arches returns the architectures this package knows.
-func Arches() []Arch { return []Arch{X86_64, ARM64} }
-
-// ParseArch returns the architecture that s names: "x86_64" or "amd64",
-// "arm64" or "aarch64", in any case and with surrounding space ignored, so
-// that the output of uname -m and runtime.GOARCH both work.
-func ParseArch(s string) (Arch, error) {
-	switch strings.ToLower(strings.TrimSpace(s)) {
-	case "x86_64", "amd64":
-		return X86_64, nil
-	case "arm64", "aarch64":
-		return ARM64, nil
-	}
-	return "", fmt.Errorf("parse architecture %q: %w (want x86_64 or arm64)", s, ErrUnknownArch)
-}
-
 // abi holds the tables of one architecture.
 type abi struct {
 	syscalls  map[string]int
 	constants map[string]int64
-	// names inverts syscalls, built on first use.
-	names func() map[int]string
 }
 
 func newABI(syscalls map[string]int, constants map[string]int64) *abi {
-	return &abi{
-		syscalls:  syscalls,
-		constants: constants,
-		names: sync.OnceValue(func() map[int]string {
-			m := make(map[int]string, len(syscalls))
-			for name, nr := range syscalls {
-				m[nr] = name
-			}
-			return m
-		}),
-	}
+	return &abi{syscalls: syscalls, constants: constants}
 }
 
 var abis = map[Arch]*abi{
@@ -83,26 +48,10 @@ func SyscallNumber(a Arch, name string) (int, bool) {
 	return nr, ok
 }
 
-// SyscallName returns the name of system call number nr on a.
-func SyscallName(a Arch, nr int) (string, bool) {
-	t := abis[a]
-	if t == nil {
-		return "", false
-	}
-	name, ok := t.names()[nr]
-	return name, ok
-}
-
 // Errnos returns every error number by name, aliases such as EWOULDBLOCK
 // (EAGAIN) and EDEADLOCK (EDEADLK) included. The numbers are the same on
 // every architecture this package knows. The map is the caller's to change.
 func Errnos() map[string]int { return maps.Clone(errnos) }
-
-// ErrnoNumber returns the number of the error name.
-func ErrnoNumber(name string) (int, bool) {
-	n, ok := errnos[name]
-	return n, ok
-}
 
 // ErrnoName returns the name of error number n, which may be negated as a
 // raw system call returns it: ErrnoName(2) and ErrnoName(-2) are both
@@ -127,14 +76,4 @@ func Constants(a Arch) map[string]int64 {
 		return nil
 	}
 	return maps.Clone(t.constants)
-}
-
-// Constant returns the value of the constant name on a.
-func Constant(a Arch, name string) (int64, bool) {
-	t := abis[a]
-	if t == nil {
-		return 0, false
-	}
-	v, ok := t.constants[name]
-	return v, ok
 }

@@ -16,11 +16,14 @@ import (
 
 func hostArch(t *testing.T) Arch {
 	t.Helper()
-	a, err := ParseArch(runtime.GOARCH)
-	if err != nil {
-		t.Fatal(err)
+	switch runtime.GOARCH {
+	case "amd64":
+		return X86_64
+	case "arm64":
+		return ARM64
 	}
-	return a
+	t.Fatalf("no tables for %s", runtime.GOARCH)
+	return ""
 }
 
 func TestErrnosMatchSyscallPackage(t *testing.T) {
@@ -47,8 +50,8 @@ func TestErrnosMatchSyscallPackage(t *testing.T) {
 		{"EDOM", syscall.EDOM}, {"ERANGE", syscall.ERANGE},
 		{"EDEADLK", syscall.EDEADLK}, {"EDEADLOCK", syscall.EDEADLOCK},
 		{"ENAMETOOLONG", syscall.ENAMETOOLONG}, {"ENOLCK", syscall.ENOLCK}} {
-		if n, ok := ErrnoNumber(tc.name); !ok || n != int(tc.want) {
-			t.Errorf("ErrnoNumber(%s) = %d, %v; syscall.%s is %d", tc.name, n, ok, tc.name, int(tc.want))
+		if n, ok := errnoNumber(tc.name); !ok || n != int(tc.want) {
+			t.Errorf("errnoNumber(%s) = %d, %v; syscall.%s is %d", tc.name, n, ok, tc.name, int(tc.want))
 		}
 	}
 }
@@ -134,8 +137,8 @@ func TestConstantsMatchSyscallPackage(t *testing.T) {
 		{"AF_INET6", syscall.AF_INET6}, {"AF_NETLINK", syscall.AF_NETLINK},
 		{"AF_PACKET", syscall.AF_PACKET}, {"AF_UNIX", syscall.AF_UNIX},
 		{"AF_UNSPEC", syscall.AF_UNSPEC}} {
-		if v, ok := Constant(a, tc.name); !ok || v != tc.want {
-			t.Errorf("Constant(%s, %s) = %#x, %v; syscall.%s is %#x", a, tc.name, v, ok, tc.name, tc.want)
+		if v, ok := constant(a, tc.name); !ok || v != tc.want {
+			t.Errorf("constant(%s, %s) = %#x, %v; syscall.%s is %#x", a, tc.name, v, ok, tc.name, tc.want)
 		}
 	}
 }

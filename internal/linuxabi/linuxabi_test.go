@@ -12,30 +12,6 @@ import (
 	"testing"
 )
 
-func TestParseArch(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want Arch
-	}{
-		{"x86_64", X86_64},
-		{"amd64", X86_64},
-		{"arm64", ARM64},
-		{"aarch64", ARM64},
-		{"aarch64\n", ARM64}, // uname -m output as read
-		{"X86_64", X86_64},
-	} {
-		got, err := ParseArch(tc.in)
-		if err != nil || got != tc.want {
-			t.Errorf("ParseArch(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
-		}
-	}
-	for _, in := range []string{"", "i386", "x86", "riscv64", "arm"} {
-		if got, err := ParseArch(in); !errors.Is(err, ErrUnknownArch) {
-			t.Errorf("ParseArch(%q) = %q, %v; want ErrUnknownArch", in, got, err)
-		}
-	}
-}
-
 func TestSyscallNumbers(t *testing.T) {
 	for _, tc := range []struct {
 		arch Arch
@@ -71,8 +47,8 @@ func TestSyscallNumbers(t *testing.T) {
 		if !ok || nr != tc.nr {
 			t.Errorf("SyscallNumber(%s, %q) = %d, %v; want %d", tc.arch, tc.name, nr, ok, tc.nr)
 		}
-		if name, ok := SyscallName(tc.arch, tc.nr); !ok || name != tc.name {
-			t.Errorf("SyscallName(%s, %d) = %q, %v; want %q", tc.arch, tc.nr, name, ok, tc.name)
+		if name, ok := syscallName(tc.arch, tc.nr); !ok || name != tc.name {
+			t.Errorf("syscallName(%s, %d) = %q, %v; want %q", tc.arch, tc.nr, name, ok, tc.name)
 		}
 	}
 }
@@ -104,14 +80,14 @@ func TestSyscallsAbsent(t *testing.T) {
 }
 
 func TestSyscallTablesInvert(t *testing.T) {
-	for _, a := range Arches() {
+	for _, a := range arches {
 		calls := Syscalls(a)
 		if len(calls) < 300 {
 			t.Errorf("%s has %d system calls; want at least 300", a, len(calls))
 		}
 		for name, nr := range calls {
-			if got, ok := SyscallName(a, nr); !ok || got != name {
-				t.Errorf("SyscallName(%s, %d) = %q, %v; want %q", a, nr, got, ok, name)
+			if got, ok := syscallName(a, nr); !ok || got != name {
+				t.Errorf("syscallName(%s, %d) = %q, %v; want %q", a, nr, got, ok, name)
 			}
 		}
 	}
@@ -128,11 +104,11 @@ func TestUnknownArch(t *testing.T) {
 	if _, ok := SyscallNumber(a, "read"); ok {
 		t.Errorf("SyscallNumber(%s, read) found a number", a)
 	}
-	if _, ok := SyscallName(a, 0); ok {
-		t.Errorf("SyscallName(%s, 0) found a name", a)
+	if _, ok := syscallName(a, 0); ok {
+		t.Errorf("syscallName(%s, 0) found a name", a)
 	}
-	if _, ok := Constant(a, "O_RDONLY"); ok {
-		t.Errorf("Constant(%s, O_RDONLY) found a value", a)
+	if _, ok := constant(a, "O_RDONLY"); ok {
+		t.Errorf("constant(%s, O_RDONLY) found a value", a)
 	}
 }
 
@@ -143,10 +119,10 @@ func TestMapsAreCopies(t *testing.T) {
 	if nr, _ := SyscallNumber(X86_64, "openat"); nr != 257 {
 		t.Errorf("changing Syscalls' map changed openat to %d", nr)
 	}
-	if v, _ := Constant(X86_64, "AT_FDCWD"); v != -100 {
+	if v, _ := constant(X86_64, "AT_FDCWD"); v != -100 {
 		t.Errorf("changing Constants' map changed AT_FDCWD to %d", v)
 	}
-	if n, _ := ErrnoNumber("ENOENT"); n != 2 {
+	if n, _ := errnoNumber("ENOENT"); n != 2 {
 		t.Errorf("changing Errnos' map changed ENOENT to %d", n)
 	}
 }
@@ -170,12 +146,12 @@ func TestErrnos(t *testing.T) {
 		{"EOPNOTSUPP", 95},
 		{"EHWPOISON", 133},
 	} {
-		if n, ok := ErrnoNumber(tc.name); !ok || n != tc.n {
-			t.Errorf("ErrnoNumber(%q) = %d, %v; want %d", tc.name, n, ok, tc.n)
+		if n, ok := errnoNumber(tc.name); !ok || n != tc.n {
+			t.Errorf("errnoNumber(%q) = %d, %v; want %d", tc.name, n, ok, tc.n)
 		}
 	}
-	if n, ok := ErrnoNumber("ENOTSUP"); ok {
-		t.Errorf("ErrnoNumber(ENOTSUP) = %d; want none: a C library alias", n)
+	if n, ok := errnoNumber("ENOTSUP"); ok {
+		t.Errorf("errnoNumber(ENOTSUP) = %d; want none: a C library alias", n)
 	}
 }
 
@@ -215,7 +191,7 @@ func TestErrnoNamesInvert(t *testing.T) {
 			t.Errorf("ErrnoName(%d) for %s: no name", n, name)
 			continue
 		}
-		if p, _ := ErrnoNumber(primary); p != n {
+		if p, _ := errnoNumber(primary); p != n {
 			t.Errorf("ErrnoName(%d) = %s, which is %d", n, primary, p)
 		}
 	}
@@ -286,8 +262,8 @@ func TestConstants(t *testing.T) {
 		{ARM64, "SIGKILL", 9},
 		{ARM64, "SOCK_CLOEXEC", 0o2000000},
 	} {
-		if v, ok := Constant(tc.arch, tc.name); !ok || v != tc.want {
-			t.Errorf("Constant(%s, %s) = %#x, %v; want %#x", tc.arch, tc.name, v, ok, tc.want)
+		if v, ok := constant(tc.arch, tc.name); !ok || v != tc.want {
+			t.Errorf("constant(%s, %s) = %#x, %v; want %#x", tc.arch, tc.name, v, ok, tc.want)
 		}
 	}
 }
@@ -321,7 +297,7 @@ func TestConstantsDifferByArch(t *testing.T) {
 			only[ARM64] = append(only[ARM64], name)
 		}
 	}
-	for _, a := range Arches() {
+	for _, a := range arches {
 		slices.Sort(only[a])
 		if !slices.Equal(only[a], wantOnly[a]) {
 			t.Errorf("constants only on %s: %v; want %v", a, only[a], wantOnly[a])
@@ -337,18 +313,18 @@ func TestIOC(t *testing.T) {
 	}{
 		// RNDGETENTCNT _IOR('R', 0x00, int), RNDADDTOENTCNT _IOW('R', 0x01, int)
 		// and RNDZAPENTCNT _IO('R', 0x04) of include/uapi/linux/random.h.
-		{"IOR RNDGETENTCNT", func() (uint32, error) { return IOR(0x52, 0x00, 4) }, 0x80045200},
-		{"IOW RNDADDTOENTCNT", func() (uint32, error) { return IOW(0x52, 0x01, 4) }, 0x40045201},
-		{"IO 0x5206", func() (uint32, error) { return IO(0x52, 0x06) }, 0x5206},
+		{"IOR RNDGETENTCNT", func() (uint32, error) { return ioR(0x52, 0x00, 4) }, 0x80045200},
+		{"IOW RNDADDTOENTCNT", func() (uint32, error) { return ioW(0x52, 0x01, 4) }, 0x40045201},
+		{"IO 0x5206", func() (uint32, error) { return io(0x52, 0x06) }, 0x5206},
 		// LOOP_CTL_GET_FREE, a plain number in include/uapi/linux/loop.h, is
 		// _IO('L', 0x82).
-		{"IO LOOP_CTL_GET_FREE", func() (uint32, error) { return IO('L', 0x82) }, 0x4C82},
+		{"IO LOOP_CTL_GET_FREE", func() (uint32, error) { return io('L', 0x82) }, 0x4C82},
 		// FICLONE _IOW(0x94, 9, int) and FS_IOC_GETFLAGS _IOR('f', 1, long).
-		{"IOW FICLONE", func() (uint32, error) { return IOW(0x94, 9, 4) }, 0x40049409},
-		{"IOR FS_IOC_GETFLAGS", func() (uint32, error) { return IOR('f', 1, 8) }, 0x80086601},
+		{"IOW FICLONE", func() (uint32, error) { return ioW(0x94, 9, 4) }, 0x40049409},
+		{"IOR FS_IOC_GETFLAGS", func() (uint32, error) { return ioR('f', 1, 8) }, 0x80086601},
 		// FS_IOC_GETFSLABEL _IOR(0x94, 49, char[256]) and a read-write one.
-		{"IOR size 256", func() (uint32, error) { return IOR(0x94, 49, 256) }, 0x81009431},
-		{"IOWR", func() (uint32, error) { return IOWR('X', 0x10, 0x18) }, 0xC0185810},
+		{"IOR size 256", func() (uint32, error) { return ioR(0x94, 49, 256) }, 0x81009431},
+		{"IOWR", func() (uint32, error) { return ioWR('X', 0x10, 0x18) }, 0xC0185810},
 		{"IOC none", func() (uint32, error) { return IOC(IOCNone, 0, 0, 0) }, 0},
 		{"IOC largest", func() (uint32, error) { return IOC(3, 255, 255, 1<<14-1) }, 0xFFFFFFFF},
 	} {
@@ -374,10 +350,10 @@ func TestIOCRange(t *testing.T) {
 			t.Errorf("IOC %s = %#x, %v; want ErrIOCRange", tc.name, got, err)
 		}
 	}
-	if _, err := IOR('R', 0, 1<<14); !errors.Is(err, ErrIOCRange) {
+	if _, err := ioR('R', 0, 1<<14); !errors.Is(err, ErrIOCRange) {
 		t.Errorf("IOR with size 1<<14: %v; want ErrIOCRange", err)
 	}
-	if _, err := IO(0x100, 0); !errors.Is(err, ErrIOCRange) {
+	if _, err := io(0x100, 0); !errors.Is(err, ErrIOCRange) {
 		t.Errorf("IO with type 0x100: %v; want ErrIOCRange", err)
 	}
 }

@@ -201,20 +201,3 @@ func mapKeys[V any](m map[string]V) []string {
 	slices.Sort(keys)
 	return keys
 }
-
-// String lists the surface, one name a line, for test failures.
-func (s *Surface) String() string {
-	var b strings.Builder
-	for _, g := range s.Globals {
-		fmt.Fprintf(&b, "%s\n", g)
-	}
-	for _, m := range s.Module {
-		fmt.Fprintf(&b, "provium.%s\n", m)
-	}
-	for _, name := range mapKeys(s.Types) {
-		for _, m := range s.Types[name].Methods {
-			fmt.Fprintf(&b, "%s:%s\n", name, m)
-		}
-	}
-	return b.String()
-}

@@ -80,7 +80,7 @@ func TestStubsNameEveryFunctionOfTheRuntime(t *testing.T) {
 		}
 	}
 	if len(surf.Globals) == 0 || len(surf.Module) == 0 {
-		t.Fatalf("the surface lists no functions: %v", surf)
+		t.Fatalf("the surface lists no functions: %+v", surf)
 	}
 }
 
