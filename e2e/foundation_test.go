@@ -78,12 +78,9 @@ func noQEMULeft(t *testing.T, e *Env) {
 	}
 }
 
-// TestFoundationVM runs every agent operation and the error paths that
-// need a running guest: ops.lua (exec, files, boot files and disks, state
-// errors, shutdown), agent_gone.lua (the guest powers off under a call)
-// and protocol.lua (the guest writes junk, then an oversize frame, into
-// the agent's transport; then vm:kill).
-func TestFoundationVM(t *testing.T) {
+// foundationProject is the project of testdata/foundation with the host
+// files its tests inject and attach.
+func foundationProject(t *testing.T) map[string]string {
 	files := readTestdataDir(t, "foundation")
 	files["inject.txt"] = "injected at boot\n"
 	payload := make([]byte, 1000)
@@ -97,7 +94,16 @@ func TestFoundationVM(t *testing.T) {
 	disk[1<<20+7] = 0xa5
 	files["disk.img"] = string(disk)
 	files["frame.lua"] = "return " + luaBytes(oversizeFrame(1<<20)) + "\n"
-	e := NewEnv(t, files)
+	return files
+}
+
+// TestFoundationVM runs every agent operation and the error paths that
+// need a running guest: ops.lua (exec, files, boot files and disks, state
+// errors, shutdown), agent_gone.lua (the guest powers off under a call)
+// and protocol.lua (the guest writes junk, then an oversize frame, into
+// the agent's transport; then vm:kill).
+func TestFoundationVM(t *testing.T) {
+	e := NewEnv(t, foundationProject(t))
 
 	r := e.Run("test", "tests/")
 	r.MustFail(t, "FAIL: 2 passed, 1 failed")

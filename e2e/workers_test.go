@@ -24,12 +24,21 @@ import (
 // as tests/<name>, plus the fixtures of testdata/workers/fixtures.
 func workerProject(t *testing.T, name string) *Env {
 	t.Helper()
+	return NewEnv(t, workerFiles(t, name))
+}
+
+// workerFiles are the test files testdata/workers/<name> of names as
+// tests/<name>, plus the fixtures of testdata/workers/fixtures.
+func workerFiles(t *testing.T, names ...string) map[string]string {
+	t.Helper()
 	files := map[string]string{}
-	src, err := os.ReadFile(filepath.Join("testdata", "workers", name))
-	if err != nil {
-		t.Fatal(err)
+	for _, name := range names {
+		src, err := os.ReadFile(filepath.Join("testdata", "workers", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files["tests/"+name] = string(src)
 	}
-	files["tests/"+name] = string(src)
 	fixtures, _ := filepath.Glob(filepath.Join("testdata", "workers", "fixtures", "*.lua"))
 	for _, f := range fixtures {
 		b, err := os.ReadFile(f)
@@ -38,7 +47,7 @@ func workerProject(t *testing.T, name string) *Env {
 		}
 		files["tests/fixtures/"+filepath.Base(f)] = string(b)
 	}
-	return NewEnv(t, files)
+	return files
 }
 
 // runWorkerFile runs tests/<name> verbosely, requires it to pass with
