@@ -103,7 +103,11 @@ func Run(ctx context.Context, cfg Config, exec Executor) (*Outcome, error) {
 	out := &Outcome{}
 	var failed []string
 	tally := newTally()
+	helpers := map[string]bool{} // files that hold no test, by path
 	for fr := range results {
+		if fr.helper {
+			helpers[fr.Path] = true
+		}
 		if fr.interrupted || fr.helper {
 			continue
 		}
@@ -126,7 +130,7 @@ func Run(ctx context.Context, cfg Config, exec Executor) (*Outcome, error) {
 	if !r.repeating() {
 		s.NotRun = len(cfg.Files) - r.finished
 	} else {
-		s.NotRun = len(cfg.Files) - len(tally.order)
+		s.NotRun = len(cfg.Files) - len(tally.order) - len(helpers)
 		if cfg.Console != nil {
 			cfg.Console.Runs(tally.lines())
 		}

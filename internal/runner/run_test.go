@@ -197,20 +197,32 @@ func TestKeepLogs(t *testing.T) {
 }
 
 func TestHelperFilePassesSilently(t *testing.T) {
+	for _, repeat := range []int{0, 3} {
+		t.Run(fmt.Sprintf("repeat %d", repeat), func(t *testing.T) { testHelperFile(t, repeat) })
+	}
+}
+
+func testHelperFile(t *testing.T, repeat int) {
 	f := &fakes{byFn: map[string]func(context.Context, io.Writer, func(result.Event)) *result.File{
 		"tests/helpers.lua": func(context.Context, io.Writer, func(result.Event)) *result.File {
 			return &result.File{Status: result.Passed, Touched: false}
 		},
 	}}
 	var h harness
-	out := mustRun(t, context.Background(), h.config(t, "tests/boot.lua", "tests/helpers.lua"), f.exec)
-	if got := report.SummaryLine(out.Summary); got != "ok: 1 passed, 0 failed" {
+	cfg := h.config(t, "tests/boot.lua", "tests/helpers.lua")
+	cfg.Repeat = repeat
+	out := mustRun(t, context.Background(), cfg, f.exec)
+	want := "ok: 1 passed, 0 failed"
+	if repeat > 0 {
+		want = fmt.Sprintf("ok: 1 passed, 0 failed (%d runs)", repeat)
+	}
+	if got := report.SummaryLine(out.Summary); got != want {
 		t.Errorf("summary = %q, want the helper not counted", got)
 	}
 	if strings.Contains(h.console.String(), "helpers.lua") {
 		t.Errorf("helper file printed:\n%s", h.console.String())
 	}
-	if len(out.Files) != 1 || out.Summary.NotRun != 0 {
+	if len(out.Files) != max(repeat, 1) || out.Summary.NotRun != 0 {
 		t.Errorf("files %d, not run %d", len(out.Files), out.Summary.NotRun)
 	}
 }
