@@ -81,6 +81,8 @@ type Agent struct {
 	workers map[uint32]worker
 	dead    map[uint32]string // channel -> why its worker is gone
 	spare   spareSlot         // a worker process started ahead (spare.go)
+
+	ptys ptyTable // terminals (pty.go)
 }
 
 // request is a message from the host with the session it arrived in.

@@ -81,6 +81,7 @@ func (a *Agent) endSession() {
 	}
 	a.main.killCommands()
 	a.main.jobs.killAll(0)
+	a.ptys.closeAll()
 }
 
 func kernelRelease() string {
@@ -106,6 +107,8 @@ func (a *Agent) control(r request) {
 		a.powerOff()
 	case wire.OpPing:
 		a.replyOK(r)
+	case wire.OpPtyRead, wire.OpPtyWrite, wire.OpPtyResize, wire.OpPtyClose:
+		a.ptyControl(r)
 	default:
 		a.reply(r.session, wire.ControlChannel, errorReply(m.ID, fmt.Errorf("%v is not a control channel operation", m.Op)))
 	}
@@ -127,6 +130,7 @@ func (a *Agent) quiesce() {
 	for _, w := range ws {
 		w.kill()
 	}
+	a.ptys.closeAll()
 	spareGone := a.dropSpare()
 	deadline := time.NewTimer(quiesceWait)
 	defer deadline.Stop()

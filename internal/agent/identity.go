@@ -184,6 +184,7 @@ var ops = map[wire.Op]op{
 	wire.OpSpawn:      (*identity).spawn,
 	wire.OpDmesg:      (*identity).dmesg,
 	wire.OpMountVFS:   (*identity).mountVFS,
+	wire.OpPtyOpen:    (*identity).ptyOpen,
 }
 
 // handle runs one operation and returns its reply. A panic in an operation

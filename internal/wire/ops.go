@@ -40,6 +40,15 @@ const (
 	// Control channel, guest -> host, unasked: an agent that starts
 	// announces itself (meta Announce, epoch 0, id 0).
 	OpAnnounce
+
+	// Terminals. A terminal opens on an identity channel, so its shell
+	// has that identity's credentials; it is then driven on the control
+	// channel, where a read that waits holds up no identity.
+	OpPtyOpen   // identity channel, meta PtyOpen; reply PtyOpened
+	OpPtyRead   // control, meta PtyRead; reply PtyOutput, blob 0 output
+	OpPtyWrite  // control, meta PtyID, blob 0 input; reply no meta
+	OpPtyResize // control, meta PtyResize; reply no meta
+	OpPtyClose  // control, meta PtyID: hang up and kill; reply no meta
 )
 
 var opNames = map[Op]string{
@@ -48,6 +57,8 @@ var opNames = map[Op]string{
 	OpWriteFile: "write_file", OpSyscall: "syscall", OpBackground: "background",
 	OpJobWait: "job_wait", OpJobKill: "job_kill", OpSpawn: "spawn", OpClose: "close",
 	OpDmesg: "dmesg", OpMountVFS: "mount_vfs", OpAnnounce: "announce",
+	OpPtyOpen: "pty_open", OpPtyRead: "pty_read", OpPtyWrite: "pty_write",
+	OpPtyResize: "pty_resize", OpPtyClose: "pty_close",
 }
 
 func (o Op) String() string {
@@ -188,4 +199,54 @@ type Spawn struct {
 type SpawnReply struct {
 	PID int `json:"pid"`
 	TID int `json:"tid"`
+}
+
+// MaxPtyRead bounds the output one PtyRead returns, so that a terminal's
+// replies stay small and a busy guest cannot starve the stream.
+const MaxPtyRead = 64 << 10
+
+// PtyOpen starts Argv (the shell, /bin/sh -l, when empty) on a new
+// terminal in the guest, as its session leader with the terminal as its
+// controlling one, sized Rows x Cols. Env is added to the agent's
+// environment.
+type PtyOpen struct {
+	Argv []string `json:"argv,omitempty"`
+	Env  []string `json:"env,omitempty"`
+	Rows uint16   `json:"rows"`
+	Cols uint16   `json:"cols"`
+}
+
+// PtyOpened identifies a terminal: the ID the control channel names it by
+// and the PID of its session leader.
+type PtyOpened struct {
+	ID  int `json:"id"`
+	PID int `json:"pid"`
+}
+
+// PtyID names a terminal.
+type PtyID struct {
+	ID int `json:"id"`
+}
+
+// PtyRead waits up to TimeoutMs for output of terminal ID, or for its
+// shell to end.
+type PtyRead struct {
+	ID        int   `json:"id"`
+	TimeoutMs int64 `json:"timeout_ms"`
+}
+
+// PtyOutput is the reply to PtyRead: blob 0 holds at most MaxPtyRead bytes
+// of output. Exited is set once the shell ended and every byte it wrote
+// was read; ExitCode and Signal then say how, as in ExecResult.
+type PtyOutput struct {
+	Exited   bool `json:"exited,omitempty"`
+	ExitCode int  `json:"exit_code,omitempty"`
+	Signal   int  `json:"signal,omitempty"`
+}
+
+// PtyResize gives terminal ID a new size; the shell gets SIGWINCH.
+type PtyResize struct {
+	ID   int    `json:"id"`
+	Rows uint16 `json:"rows"`
+	Cols uint16 `json:"cols"`
 }
