@@ -39,6 +39,17 @@ type Config struct {
 	// Notes, if set, hears what the user may want to know once in a run
 	// (a read-only fixture cache).
 	Notes io.Writer
+
+	// Debug gives the VMs of the files a gdbstub; fixture builds have
+	// none, so that --gdb-wait never holds up a snapshot.
+	Debug machine.Debug
+	// Print, if set, hears each line a file's print() writes.
+	Print func(file, line string)
+	// Console, if set, hears each console line of every VM of the files.
+	Console func(file, vm, line string)
+	// OnFailure, if set, runs when a sub-test fails, with the VMs of the
+	// file still running; the file goes on when it returns.
+	OnFailure func(ctx context.Context, file string, st result.Subtest, vms []*machine.VM)
 }
 
 // Harness runs files against real VMs.
@@ -163,12 +174,23 @@ func (h *Harness) RunFile(ctx context.Context, file string, log io.Writer, emit 
 		emit = func(result.Event) {}
 	}
 	host := h.newHost(file, log, emit, nil)
+	host.live = true
 	defer host.killAll()
+	var print func(string)
+	if h.cfg.Print != nil {
+		print = func(line string) { h.cfg.Print(file, line) }
+	}
+	var onFailure func(result.Subtest)
+	if h.cfg.OnFailure != nil {
+		onFailure = func(st result.Subtest) { h.cfg.OnFailure(ctx, file, st, host.running()) }
+	}
 	return luaapi.Run(ctx, luaapi.Options{
-		Path:     file,
-		StartDir: h.cfg.StartDir,
-		Host:     host,
-		Log:      log,
+		Print:     print,
+		OnFailure: onFailure,
+		Path:      file,
+		StartDir:  h.cfg.StartDir,
+		Host:      host,
+		Log:       log,
 		OnSubtest: func(s result.Subtest) {
 			ev := result.Event{Kind: result.SubtestEnded, File: file, Name: s.Name, Status: s.Status.String(), Duration: s.Duration}
 			if f := s.Failure; f != nil {
@@ -236,4 +258,13 @@ func (h *Harness) track(vm *machine.VM, live bool) {
 
 func (h *Harness) vmDir(name string) string {
 	return filepath.Join(h.cfg.RunDir, "vm", fmt.Sprintf("%s-%d", name, time.Now().UnixNano()))
+}
+
+// Host returns the host of an interactive command (a shell, a REPL) as if
+// it were test file file: its VMs boot and resume as a file's do, with the
+// run's debugger and live console. close kills what it made.
+func (h *Harness) Host(file string, log io.Writer) (host luaapi.Host, close func()) {
+	fh := h.newHost(file, log, func(result.Event) {}, nil)
+	fh.live = true
+	return fh, fh.killAll
 }

@@ -26,6 +26,9 @@ type fileHost struct {
 	log   io.Writer
 	emit  func(result.Event)
 	chain []string // fixture scripts being built around this one
+	// live is set for a test file's host, not a fixture build's: its
+	// VMs get the run's debugger and live console.
+	live bool
 
 	mu   sync.Mutex
 	vms  []*hostVM
@@ -104,10 +107,20 @@ func (v *hostVM) acquire(ctx context.Context, mem, cpus int) error {
 }
 
 func (fh *fileHost) machineConfig(name string, v *hostVM) machine.Config {
+	var debug machine.Debug
+	var onConsole func(string)
+	if fh.live {
+		debug = fh.h.cfg.Debug
+		if show := fh.h.cfg.Console; show != nil {
+			onConsole = func(line string) { show(fh.file, name, line) }
+		}
+	}
 	return machine.Config{
-		Name: name,
-		Dir:  fh.h.vmDir(name),
-		Log:  fh.log,
+		Debug:     debug,
+		OnConsole: onConsole,
+		Name:      name,
+		Dir:       fh.h.vmDir(name),
+		Log:       fh.log,
 		OnStop: func() {
 			v.releasePool()
 			fh.h.track(v.VM, false)
@@ -302,6 +315,19 @@ func (fh *fileHost) addNetwork(n *network.Network) {
 	fh.mu.Lock()
 	fh.nets = append(fh.nets, n)
 	fh.mu.Unlock()
+}
+
+// running returns the file's VMs that run.
+func (fh *fileHost) running() []*machine.VM {
+	fh.mu.Lock()
+	defer fh.mu.Unlock()
+	var out []*machine.VM
+	for _, v := range fh.vms {
+		if v.VM != nil && v.State() == machine.StateRunning {
+			out = append(out, v.VM)
+		}
+	}
+	return out
 }
 
 // killAll stops every VM of the file that is still up, then its

@@ -80,4 +80,9 @@ type Options struct {
 	// OnReport, if set, is told of every kernel report, with the
 	// sub-test it belongs to ("" outside any).
 	OnReport func(r result.KernelReport, subtest string)
+	// Print, if set, hears each line print() writes, as it writes it.
+	Print func(line string)
+	// OnFailure, if set, runs when a sub-test fails, before the file
+	// goes on: the file's VMs are still as the failure left them.
+	OnFailure func(st result.Subtest)
 }

@@ -13,7 +13,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -361,6 +360,9 @@ func (rt *script) test(L *lua.LState) int {
 	if rt.opts.OnSubtest != nil {
 		rt.opts.OnSubtest(st)
 	}
+	if st.Status == result.Failed && rt.opts.OnFailure != nil && rt.ctx.Err() == nil {
+		rt.opts.OnFailure(st)
+	}
 	if rt.ctx.Err() != nil {
 		// A stopped file stops here, not at its next instruction: the
 		// sub-test may have been the last statement.
@@ -621,17 +623,28 @@ func (rt *script) requireLoader(L *lua.LState) int {
 	return 1
 }
 
-// print writes to the file's log rather than to the terminal, where
-// parallel files would interleave.
+// print writes to the file's log, and to whoever listens (-v, the
+// REPL) rather than straight to the terminal, where parallel files would
+// interleave. The last lines are kept for the report of a failing file.
 func (rt *script) print(L *lua.LState) int {
 	parts := make([]string, L.GetTop())
 	for i := range parts {
 		parts[i] = L.ToStringMeta(L.Get(i + 1)).String()
 	}
-	var w io.Writer = os.Stdout
+	text := strings.Join(parts, "\t")
 	if rt.opts.Log != nil {
-		w = rt.opts.Log
+		fmt.Fprintf(rt.opts.Log, "[print] %s\n", text)
+	} else if rt.opts.Print == nil {
+		fmt.Fprintln(os.Stdout, text)
 	}
-	fmt.Fprintf(w, "[print] %s\n", strings.Join(parts, "\t"))
+	for line := range strings.SplitSeq(text, "\n") {
+		rt.res.Prints = append(rt.res.Prints, line)
+		if rt.opts.Print != nil {
+			rt.opts.Print(line)
+		}
+	}
+	if n := len(rt.res.Prints); n > result.MaxPrints {
+		rt.res.Prints = append(rt.res.Prints[:0:0], rt.res.Prints[n-result.MaxPrints:]...)
+	}
 	return 0
 }

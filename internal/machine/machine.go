@@ -64,6 +64,11 @@ type Config struct {
 	// NICSockets carry the frames of a resumed VM's network cards, one
 	// per NIC of its shape (a boot takes them from its options).
 	NICSockets []*os.File
+	// Debug gives the VM a gdbstub (debug.go).
+	Debug Debug
+	// OnConsole, if set, hears each line of the serial console as it
+	// comes, as the guest wrote it.
+	OnConsole func(line string)
 }
 
 // Shape is everything a snapshot needs to be restored: the same kernel,
@@ -114,6 +119,9 @@ type VM struct {
 	shape    Shape
 	sockets  []*os.File // the network cards' (Shape.NICs)
 	stopOnce sync.Once
+	// runTimeout, when set, is the deadline start gives the boot once
+	// the CPUs run: a VM waiting for its debugger has none before.
+	runTimeout time.Duration
 }
 
 // New returns a VM that is not booted.
@@ -125,6 +133,12 @@ func New(cfg Config) *VM {
 	}
 	vm.reports = newReporter(cfg.Name, sym)
 	vm.console.onLine = vm.reports.line
+	if show := cfg.OnConsole; show != nil {
+		vm.console.onLine = func(s string) {
+			vm.reports.line(s)
+			show(s)
+		}
+	}
 	return vm
 }
 
@@ -241,8 +255,13 @@ func (vm *VM) Boot(ctx context.Context, opts BootOptions) error {
 		vm.sockets = append(vm.sockets, n.Socket)
 	}
 	vm.watchKmsg()
-	ctx, cancel := context.WithTimeout(ctx, plan.BootTimeout)
-	defer cancel()
+	if vm.cfg.Debug.GDB && vm.cfg.Debug.Wait {
+		vm.runTimeout = plan.BootTimeout
+	} else {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, plan.BootTimeout)
+		defer cancel()
+	}
 	vm.setStarting(true)
 	defer vm.setStarting(false)
 	err = vm.start(ctx, nil)
@@ -372,9 +391,23 @@ func (vm *VM) start(ctx context.Context, incoming *os.File) error {
 	}
 	cfg := vm.shape.qemuConfig(tr.device(), vm.sockets)
 	cfg.Console, cfg.Incoming = vm.console, incoming
-	proc, err := qemu.Start(ctx, cfg)
-	if err != nil {
-		return err
+	gdbAddr := ""
+	var proc *qemu.Process
+	for attempt := 0; ; attempt++ {
+		if vm.cfg.Debug.GDB {
+			if gdbAddr, err = freeLocalAddr(); err != nil {
+				return err
+			}
+			cfg.GDB, cfg.Paused = "tcp:"+gdbAddr, vm.cfg.Debug.Wait
+		}
+		proc, err = qemu.Start(ctx, cfg)
+		if err != nil && vm.cfg.Debug.GDB && attempt < 2 && earlyExit(err) {
+			continue // another process took the port
+		}
+		if err != nil {
+			return err
+		}
+		break
 	}
 	vm.mu.Lock()
 	vm.proc = proc
@@ -385,12 +418,32 @@ func (vm *VM) start(ctx context.Context, incoming *os.File) error {
 		fmt.Fprintf(vm.cfg.Log, "[%s] %s\n", vm.cfg.Name, proc.CommandLine())
 	}
 
+	if gdbAddr != "" && vm.cfg.Debug.OnListen != nil {
+		vmlinux := ""
+		if p := vm.cfg.Profile; p != nil {
+			vmlinux = p.Vmlinux
+		}
+		vm.cfg.Debug.OnListen(vm.cfg.Name, gdbAddr, GDBCommand(vmlinux, gdbAddr))
+	}
+	waitGDB := gdbAddr != "" && vm.cfg.Debug.Wait
 	if incoming != nil {
 		if err := proc.WaitIncoming(ctx); err != nil {
 			return fmt.Errorf("restore snapshot: %w", err)
 		}
-		if err := proc.Cont(ctx); err != nil {
-			return fmt.Errorf("continue after restore: %w", err)
+		if !waitGDB {
+			if err := proc.Cont(ctx); err != nil {
+				return fmt.Errorf("continue after restore: %w", err)
+			}
+		}
+	}
+	if waitGDB {
+		if err := waitDebugger(ctx, proc); err != nil {
+			return err
+		}
+		if vm.runTimeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, vm.runTimeout)
+			defer cancel()
 		}
 	}
 	conn, err := tr.connect(ctx, proc)

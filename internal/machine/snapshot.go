@@ -79,8 +79,13 @@ func Resume(ctx context.Context, cfg Config, snapshot string, shape Shape) (*VM,
 		return nil, fmt.Errorf("resume %s: %w", cfg.Name, err)
 	}
 	defer f.Close()
-	ctx, cancel := context.WithTimeout(ctx, ResumeTimeout)
-	defer cancel()
+	if cfg.Debug.GDB && cfg.Debug.Wait {
+		vm.runTimeout = ResumeTimeout
+	} else {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, ResumeTimeout)
+		defer cancel()
+	}
 	vm.setStarting(true)
 	defer vm.setStarting(false)
 	if err := vm.start(ctx, f); err != nil {

@@ -76,6 +76,12 @@ func (cfg *Config) args(consolePath string, incomingFD int) []string {
 			args = append(args, "-initrd", cfg.Initrd)
 		}
 	}
+	if cfg.GDB != "" {
+		args = append(args, "-gdb", cfg.GDB)
+	}
+	if cfg.Paused && incomingFD == 0 {
+		args = append(args, "-S")
+	}
 	if incomingFD > 0 {
 		// -S: stay paused after the state is loaded, so the caller
 		// decides when the guest runs again.

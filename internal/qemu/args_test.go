@@ -94,6 +94,8 @@ func TestArgs(t *testing.T) {
 			},
 			console: "/dev/fd/4",
 			want:    map[string]string{"-device": "vhost-vsock-pci,guest-cid=3", "-append": fast + " console=ttyS0 panic=0 loglevel=7"}},
+		{name: "gdbstub", cfg: func(c *Config) { c.GDB = "tcp:127.0.0.1:4321" }, want: map[string]string{"-gdb": "tcp:127.0.0.1:4321"}, noFlags: []string{"-S"}},
+		{name: "paused for a debugger", cfg: func(c *Config) { c.GDB = "tcp:127.0.0.1:4321"; c.Paused = true }, wantFlags: []string{"-S"}},
 		{name: "incoming", incoming: 5, want: map[string]string{"-incoming": "fd:5"}, wantFlags: []string{"-S"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -74,6 +74,12 @@ type Config struct {
 	// loads it instead of booting and stays paused (see WaitIncoming).
 	// The same machine (memory, devices) must be configured.
 	Incoming *os.File
+	// GDB, if set, is where QEMU's gdbstub listens, e.g.
+	// "tcp:127.0.0.1:1234".
+	GDB string
+	// Paused starts the guest with its CPUs stopped, until a debugger or
+	// Cont continues them.
+	Paused bool
 }
 
 func (cfg Config) withDefaults() Config {

@@ -218,6 +218,12 @@ func WriteBlock(w io.Writer, f *result.File, v Verbosity) {
 	if f.Failed() && f.Console != nil {
 		writeConsole(w, f.Console.Console)
 	}
+	if f.Failed() && len(f.Prints) > 0 {
+		fmt.Fprintf(w, "    --- print (last %d lines) ---\n", len(f.Prints))
+		for _, l := range f.Prints {
+			fmt.Fprintln(w, "    "+printable.Line(l))
+		}
+	}
 }
 
 // headline is what follows "path ... ": "ok (86 tests, 4.3s)", "FAIL (3.2s)".

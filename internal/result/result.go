@@ -93,7 +93,13 @@ type File struct {
 	// Loaded lists the files the script loaded with dofile, loadfile or
 	// require, as absolute paths, in order (fixture cache keys use it).
 	Loaded []string
+	// Prints are the last MaxPrints lines the file's print() wrote, for
+	// the report of a failing file.
+	Prints []string
 }
+
+// MaxPrints bounds File.Prints.
+const MaxPrints = 50
 
 // Failed reports whether the file counts as a failure.
 func (f *File) Failed() bool { return f.Status == Failed }
