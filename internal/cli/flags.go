@@ -80,6 +80,8 @@ func parseTestArgs(args []string) (testOptions, error) {
 	})
 	fs.BoolVar(&o.untilFail, "until-fail", false, "")
 	fs.BoolVar(&o.noCache, "no-cache", false, "")
+	fs.BoolVar(&o.pause, "pause-on-failure", false, "")
+	o.debug.register(fs)
 
 	for {
 		if err := fs.Parse(args); err != nil {
@@ -106,6 +108,8 @@ func parseTestArgs(args []string) (testOptions, error) {
 		return o, errors.New("no test paths given")
 	case o.junit != "" && o.list:
 		return o, errors.New("--junit and --list do not go together")
+	case o.pause && o.json:
+		return o, errors.New("--pause-on-failure and --json do not go together: a paused run talks to a person")
 	}
 	return o, nil
 }

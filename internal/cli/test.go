@@ -11,10 +11,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/provium/provium/internal/attach"
 	"github.com/provium/provium/internal/harness"
+	"github.com/provium/provium/internal/machine"
 	"github.com/provium/provium/internal/pool"
+	"github.com/provium/provium/internal/printable"
 	"github.com/provium/provium/internal/report"
+	"github.com/provium/provium/internal/result"
 	"github.com/provium/provium/internal/runner"
+	"github.com/provium/provium/internal/termlink"
 )
 
 func init() {
@@ -51,6 +56,19 @@ Options:
   -v               also show the sub-tests of passing files; keep all logs
   -q               show only failed files and the summary
   --no-cache       build fixtures afresh instead of using the fixture cache
+  --pause-on-failure
+                   when a sub-test fails, keep the file's VMs running and
+                   wait: "provium attach RUN/FILE [VM]" from another
+                   terminal opens a shell in one; Enter here or the end
+                   of that shell lets the run go on. Needs a terminal;
+                   files have no time limit then
+  --gdb            start QEMU's gdbstub in every VM of the files and
+                   print the gdb command line of each
+  --gdb-wait       as --gdb, and keep each VM's CPUs stopped until gdb
+                   continues them
+  --console        show every VM's console as it prints, labelled
+
+With -v, print() of the files shows as it happens, labelled by file.
 
 Without --mem and --cpus, each boot waits until the host's available memory
 minus a 1.5 GB reserve fits the VM. Logs go to a new directory under
@@ -73,6 +91,9 @@ func runTest(args []string) int {
 		startDir: wd,
 		runsBase: runner.DefaultBase(),
 		start:    startHarness,
+	}
+	if termlink.IsTerminal(os.Stdin) {
+		env.stdin = os.Stdin
 	}
 	return env.run(args)
 }
@@ -97,6 +118,9 @@ type testEnv struct {
 	// ctx, if set, is the run's context; else SIGINT and SIGTERM
 	// interrupt the run.
 	ctx context.Context
+	// stdin is the terminal a paused run waits on; nil when standard
+	// input is not one.
+	stdin io.Reader
 }
 
 // testOptions are the parsed arguments of provium test.
@@ -119,6 +143,8 @@ type testOptions struct {
 	noCache     bool
 	repeat      int
 	untilFail   bool
+	pause       bool
+	debug       debugFlags
 }
 
 func (env testEnv) run(args []string) int {
@@ -134,6 +160,12 @@ func (env testEnv) run(args []string) int {
 	files, code, ok := env.selectFiles(opts)
 	if !ok {
 		return code
+	}
+	if opts.pause && env.stdin == nil {
+		return usageError(env.stderr, "test", errors.New("--pause-on-failure needs a terminal to wait on: standard input is not one"))
+	}
+	if opts.pause {
+		opts.timeout = 0 // a person is looking
 	}
 	if opts.list {
 		for _, f := range files {
@@ -151,14 +183,50 @@ func (env testEnv) run(args []string) int {
 	if opts.memMiB > 0 || opts.cpus > 0 {
 		p = pool.NewFixed(opts.memMiB, opts.cpus)
 	}
-	exec, stop, err := env.start(harness.Config{
+	var console *report.Console
+	if !opts.json {
+		v := report.Normal
+		switch {
+		case opts.verbose:
+			v = report.Verbose
+		case opts.quiet:
+			v = report.Quiet
+		}
+		console = report.NewConsole(env.stdout, v)
+	}
+	note := func(format string, args ...any) { fmt.Fprintf(env.stderr, format, args...) }
+	if console != nil {
+		note = console.Printf
+	}
+	hcfg := harness.Config{
 		StartDir:     env.startDir,
 		RunDir:       runDir.Path,
 		Pool:         p,
 		NoCache:      opts.noCache,
 		BuildTimeout: opts.timeout,
 		Notes:        env.stderr,
-	})
+		Debug:        opts.debug.machineDebug(note),
+	}
+	if opts.verbose && console != nil {
+		hcfg.Print = func(file, line string) {
+			note("  [%s] %s\n", displayPath(env.startDir, file), printable.Line(line))
+		}
+	}
+	if opts.debug.console {
+		hcfg.Console = func(file, vm, line string) {
+			note("  [%s %s] %s\n", displayPath(env.startDir, file), vm, printable.Line(line))
+		}
+	}
+	if opts.pause {
+		srv, err := attach.Listen(runDir.Path)
+		if err != nil {
+			os.RemoveAll(runDir.Path)
+			return usageError(env.stderr, "test", err)
+		}
+		defer srv.Close()
+		hcfg.OnFailure = pauser(srv, runDir.Path, env.startDir, env.stdin, note)
+	}
+	exec, stop, err := env.start(hcfg)
 	if err != nil {
 		os.RemoveAll(runDir.Path)
 		return usageError(env.stderr, "test", err)
@@ -192,14 +260,7 @@ func (env testEnv) run(args []string) int {
 		events = report.NewJSON(env.stdout)
 		cfg.Emit = events.Emit
 	} else {
-		v := report.Normal
-		switch {
-		case opts.verbose:
-			v = report.Verbose
-		case opts.quiet:
-			v = report.Quiet
-		}
-		cfg.Console = report.NewConsole(env.stdout, v)
+		cfg.Console = console
 	}
 
 	ctx := env.ctx
@@ -314,4 +375,54 @@ func under(path string, roots []string) bool {
 		}
 	}
 	return false
+}
+
+// displayPath is file as the report shows it: relative to where provium
+// started, when inside it.
+func displayPath(startDir, file string) string {
+	if rel, err := filepath.Rel(startDir, file); err == nil && !strings.HasPrefix(rel, "..") {
+		return rel
+	}
+	return file
+}
+
+// pauser is the OnFailure of --pause-on-failure: the file waits, VMs
+// running, until Enter on stdin or the end of an attached shell.
+func pauser(srv *attach.Server, runDir, startDir string, stdin io.Reader, note func(string, ...any)) func(context.Context, string, result.Subtest, []*machine.VM) {
+	enter := make(chan struct{})
+	go func() {
+		buf := make([]byte, 256)
+		for {
+			n, err := stdin.Read(buf)
+			for range strings.Count(string(buf[:n]), "\n") {
+				select {
+				case enter <- struct{}{}:
+				default: // nothing paused: typed ahead, dropped
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return func(ctx context.Context, file string, st result.Subtest, vms []*machine.VM) {
+		shown := displayPath(startDir, file)
+		srv.Pause(ctx, shown, vms, enter, func() {
+			var names []string
+			for _, v := range vms {
+				names = append(names, v.Name())
+			}
+			msg := "failed"
+			if st.Failure != nil {
+				msg = st.Failure.Message
+			}
+			note("\n  PAUSED: %s · %s: %s\n", shown, printable.Line(st.Name), printable.Line(msg))
+			if len(vms) == 0 {
+				note("    no VM of the file is running; press Enter to go on\n")
+				return
+			}
+			note("    VMs running: %s\n    to get in:  provium attach %s/%s [VM]\n    press Enter here (or leave that shell) to go on\n",
+				strings.Join(names, ", "), runDir, shown)
+		})
+	}
 }
