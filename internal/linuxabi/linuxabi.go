@@ -1,7 +1,10 @@
 package linuxabi
 
 import (
+	"errors"
+	"fmt"
 	"maps"
+	"strings"
 )
 
 // Arch is a Linux architecture.
@@ -12,6 +15,22 @@ const (
 	X86_64 Arch = "x86_64"
 	ARM64  Arch = "arm64"
 )
+
+// ErrUnknownArch is wrapped by ParseArch's errors.
+var ErrUnknownArch = errors.New("unknown architecture")
+
+// ParseArch returns the architecture that s names: "x86_64" or "amd64",
+// "arm64" or "aarch64", in any case and with surrounding space ignored, so
+// that the output of uname -m and runtime.GOARCH both work.
+func ParseArch(s string) (Arch, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "x86_64", "amd64":
+		return X86_64, nil
+	case "arm64", "aarch64":
+		return ARM64, nil
+	}
+	return "", fmt.Errorf("parse architecture %q: %w (want x86_64 or arm64)", s, ErrUnknownArch)
+}
 
 // abi holds the tables of one architecture.
 type abi struct {

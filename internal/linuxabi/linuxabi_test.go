@@ -427,3 +427,26 @@ func TestX86_64AgainstHostHeaders(t *testing.T) {
 		t.Errorf("only %d system calls in common with %s; want at least 300", matched, hostUnistd64)
 	}
 }
+func TestParseArch(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want Arch
+	}{
+		{"x86_64", X86_64},
+		{"amd64", X86_64},
+		{"arm64", ARM64},
+		{"aarch64", ARM64},
+		{"aarch64\n", ARM64}, // uname -m output as read
+		{"X86_64", X86_64},
+	} {
+		got, err := ParseArch(tc.in)
+		if err != nil || got != tc.want {
+			t.Errorf("ParseArch(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+	for _, in := range []string{"", "i386", "x86", "riscv64", "arm"} {
+		if got, err := ParseArch(in); !errors.Is(err, ErrUnknownArch) {
+			t.Errorf("ParseArch(%q) = %q, %v; want ErrUnknownArch", in, got, err)
+		}
+	}
+}
