@@ -748,3 +748,21 @@ func TestPackHelpers(t *testing.T) {
 		t.Errorf("2^53 decodes as %v, want the number", got)
 	}
 }
+
+// print() keeps the last result.MaxPrints lines for the report, and tells
+// a listener of every line as it is written.
+func TestPrintKeepsTheLastLines(t *testing.T) {
+	var heard []string
+	r := runLua(t, `for i = 1, 60 do print("line " .. i) end
+print("a\nb")`, func(o *Options, _ *context.Context) {
+		o.Print = func(line string) { heard = append(heard, line) }
+	})
+	r.mustPass(t)
+	if len(heard) != 62 || heard[0] != "line 1" || heard[61] != "b" {
+		t.Errorf("heard %d lines: %q", len(heard), heard)
+	}
+	p := r.res.Prints
+	if len(p) != result.MaxPrints || p[0] != "line 13" || p[len(p)-2] != "a" || p[len(p)-1] != "b" {
+		t.Errorf("kept %d lines: %q", len(p), p)
+	}
+}

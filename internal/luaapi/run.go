@@ -643,8 +643,8 @@ func (rt *script) print(L *lua.LState) int {
 			rt.opts.Print(line)
 		}
 	}
-	if n := len(rt.res.Prints); n > result.MaxPrints {
-		rt.res.Prints = append(rt.res.Prints[:0:0], rt.res.Prints[n-result.MaxPrints:]...)
+	if p := rt.res.Prints; len(p) > result.MaxPrints {
+		rt.res.Prints = p[:copy(p, p[len(p)-result.MaxPrints:])]
 	}
 	return 0
 }
