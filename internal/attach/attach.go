@@ -1,7 +1,8 @@
 // Package attach lets another terminal into the VMs of a paused test: the
 // run that holds the VMs listens on a unix socket in its run directory,
 // and "provium attach" connects to it and gets a shell in a VM, the run
-// relaying between the socket and a terminal in the guest.
+// relaying between the socket and a terminal in the guest, or a Lua
+// prompt on the VM that the run itself serves.
 //
 // The stream is a JSON request line, a JSON answer line, then frames of
 // one kind byte, a 4-byte big-endian length and at most maxFrame bytes.
@@ -20,8 +21,10 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
+	"github.com/provium/provium/internal/client"
 	"github.com/provium/provium/internal/machine"
 	"github.com/provium/provium/internal/termlink"
 	"github.com/provium/provium/internal/wire"
@@ -51,6 +54,7 @@ type request struct {
 	Rows uint16 `json:"rows"`
 	Cols uint16 `json:"cols"`
 	Term string `json:"term,omitempty"`
+	REPL bool   `json:"repl,omitempty"` // a Lua prompt instead of a shell
 }
 
 // answer says which VM the shell is in, or why there is none.
@@ -130,16 +134,23 @@ type Server struct {
 	cur *paused
 	// gate lets one file pause at a time; the others wait their turn.
 	gate chan struct{}
+	repl REPL
 }
 
-// Listen starts the server of the run in runDir.
-func Listen(runDir string) (*Server, error) {
+// REPL serves a Lua prompt on vm to a terminal in raw mode: keys come
+// from in, output (lines ending "\r\n") goes to out, width is its
+// columns now. It returns when the user ends the prompt or ctx ends.
+type REPL func(ctx context.Context, vm *machine.VM, in io.Reader, out io.Writer, width func() int) error
+
+// Listen starts the server of the run in runDir; repl serves the
+// attachers who ask for a prompt (nil: none can).
+func Listen(runDir string, repl REPL) (*Server, error) {
 	path := filepath.Join(runDir, SocketName)
 	ln, err := net.Listen("unix", path)
 	if err != nil {
 		return nil, fmt.Errorf("attach socket: %w", err)
 	}
-	s := &Server{path: path, ln: ln, gate: make(chan struct{}, 1)}
+	s := &Server{path: path, ln: ln, gate: make(chan struct{}, 1), repl: repl}
 	go s.serve()
 	return s, nil
 }
@@ -228,6 +239,16 @@ func (s *Server) handle(c net.Conn) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	if req.REPL {
+		s.serveREPL(ctx, cancel, c, br, req, vm)
+	} else {
+		s.serveShell(ctx, cancel, c, br, req, vm, a)
+	}
+	// The user is done with the VM: the test goes on.
+	p.resume()
+}
+
+func (s *Server) serveShell(ctx context.Context, cancel func(), c net.Conn, br *bufio.Reader, req request, vm *machine.VM, a *client.Agent) {
 	term := req.Term
 	if term == "" || strings.ContainsAny(term, " \t\n") {
 		term = "xterm"
@@ -241,6 +262,47 @@ func (s *Server) handle(c net.Conn) {
 		pty.Close(ctx)
 		return
 	}
+	in, sizes := relayInput(br, cancel)
+	st, _ := termlink.Run(ctx, pty, termlink.Local{In: in, Out: frameWriter{c, kindOutput}, Sizes: sizes})
+	b, _ := json.Marshal(st)
+	writeFrame(c, kindExit, b)
+}
+
+func (s *Server) serveREPL(ctx context.Context, cancel func(), c net.Conn, br *bufio.Reader, req request, vm *machine.VM) {
+	if s.repl == nil {
+		writeLine(c, answer{Error: "this run serves no Lua prompt"})
+		return
+	}
+	if err := writeLine(c, answer{VM: vm.Name()}); err != nil {
+		return
+	}
+	in, sizes := relayInput(br, cancel)
+	var cols atomic.Int32
+	cols.Store(int32(max(req.Cols, 1)))
+	go func() {
+		for {
+			select {
+			case sz := <-sizes:
+				cols.Store(int32(max(sz.Cols, 1)))
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	st := wire.PtyOutput{}
+	out := frameWriter{c, kindOutput}
+	if err := s.repl(ctx, vm, in, out, func() int { return int(cols.Load()) }); err != nil && ctx.Err() == nil {
+		fmt.Fprintf(out, "provium: %v\r\n", err)
+		st.ExitCode = 1
+	}
+	b, _ := json.Marshal(st)
+	writeFrame(c, kindExit, b)
+}
+
+// relayInput reads the attacher's frames: keystrokes come out of in,
+// window sizes out of sizes. When the attacher goes away, cancel runs
+// and in ends.
+func relayInput(br *bufio.Reader, cancel func()) (io.Reader, <-chan termlink.Size) {
 	in, inW := io.Pipe()
 	sizes := make(chan termlink.Size, 1)
 	go func() {
@@ -265,11 +327,7 @@ func (s *Server) handle(c net.Conn) {
 			}
 		}
 	}()
-	st, _ := termlink.Run(ctx, pty, termlink.Local{In: in, Out: frameWriter{c, kindOutput}, Sizes: sizes})
-	b, _ := json.Marshal(st)
-	writeFrame(c, kindExit, b)
-	// The user is done with the VM: the test goes on.
-	p.resume()
+	return in, sizes
 }
 
 // pick is the VM named name, or the first when name is "".
@@ -306,9 +364,10 @@ func (f frameWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// Dial connects to the run in runDir and opens a shell in vm ("" for the
-// first) of the paused file. It returns the VM's name.
-func Dial(runDir, file, vm string, size termlink.Size, term string) (*Conn, string, error) {
+// Dial connects to the run in runDir and opens a shell (or, with repl,
+// a Lua prompt) on vm ("" for the first) of the paused file. It returns
+// the VM's name.
+func Dial(runDir, file, vm string, repl bool, size termlink.Size, term string) (*Conn, string, error) {
 	path := filepath.Join(runDir, SocketName)
 	c, err := net.Dial("unix", path)
 	if err != nil {
@@ -317,7 +376,7 @@ func Dial(runDir, file, vm string, size termlink.Size, term string) (*Conn, stri
 		}
 		return nil, "", err
 	}
-	if err := writeLine(c, request{File: file, VM: vm, Rows: size.Rows, Cols: size.Cols, Term: term}); err != nil {
+	if err := writeLine(c, request{File: file, VM: vm, Rows: size.Rows, Cols: size.Cols, Term: term, REPL: repl}); err != nil {
 		c.Close()
 		return nil, "", err
 	}

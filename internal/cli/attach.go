@@ -18,12 +18,14 @@ func init() {
 	register("attach", "open a shell in a VM of a test paused by --pause-on-failure", runAttach)
 }
 
-const attachUsage = `Usage: provium attach RUN/FILE [VM]
+const attachUsage = `Usage: provium attach [--repl] RUN/FILE [VM]
 
 Opens a shell in a VM of the test file FILE that run RUN holds paused
 (provium test --pause-on-failure prints the exact command). RUN is the
 run's directory or its name (run-...); VM defaults to the file's first
-running VM. When the shell ends, the paused run goes on.
+running VM. With --repl, a Lua prompt whose vm is that VM opens
+instead (see provium repl). When the shell or prompt ends, the paused
+run goes on.
 `
 
 func runAttach(args []string) int {
@@ -31,8 +33,12 @@ func runAttach(args []string) int {
 		io.WriteString(os.Stdout, attachUsage)
 		return exitOK
 	}
+	repl := len(args) > 0 && args[0] == "--repl"
+	if repl {
+		args = args[1:]
+	}
 	if len(args) < 1 || len(args) > 2 {
-		return usageError(os.Stderr, "attach", errors.New("want RUN/FILE [VM]"))
+		return usageError(os.Stderr, "attach", errors.New("want [--repl] RUN/FILE [VM]"))
 	}
 	runDir, file, err := splitRunFile(args[0])
 	if err != nil {
@@ -49,13 +55,15 @@ func runAttach(args []string) int {
 	if err != nil {
 		return usageError(os.Stderr, "attach", err)
 	}
-	conn, name, err := attach.Dial(runDir, file, vm, t.Size(), os.Getenv("TERM"))
+	conn, name, err := attach.Dial(runDir, file, vm, repl, t.Size(), os.Getenv("TERM"))
 	if err != nil {
 		t.Restore()
 		fmt.Fprintf(os.Stderr, "provium attach: %v\n", err)
 		return exitFail
 	}
-	fmt.Fprintf(os.Stdout, "provium: attached to %s of %s; exit or ^D to let the run go on\r\n", name, file)
+	if !repl {
+		fmt.Fprintf(os.Stdout, "provium: attached to %s of %s; exit or ^D to let the run go on\r\n", name, file)
+	}
 	st, err := termlink.Run(context.Background(), conn, termlink.Local{In: os.Stdin, Out: os.Stdout, Sizes: t.Sizes()})
 	t.Restore()
 	if err != nil {

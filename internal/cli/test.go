@@ -218,7 +218,7 @@ func (env testEnv) run(args []string) int {
 		}
 	}
 	if opts.pause {
-		srv, err := attach.Listen(runDir.Path)
+		srv, err := attach.Listen(runDir.Path, attachedREPL(env.startDir))
 		if err != nil {
 			os.RemoveAll(runDir.Path)
 			return usageError(env.stderr, "test", err)

@@ -242,6 +242,9 @@ func formatDepth(L *lua.LState, v lua.LValue, depth int) string {
 		}
 		return formatTable(L, x, depth)
 	case *lua.LUserData:
+		if w, ok := x.Value.(*strWrapper); ok {
+			return quote(w.s)
+		}
 		if _, ok := x.Value.(*vmObj); ok {
 			return L.ToStringMeta(x).String()
 		}

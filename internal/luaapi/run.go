@@ -60,6 +60,9 @@ type script struct {
 	ignore     []string // provium.kernel_ignore patterns
 	// methods are the method tables of the userdata types, by type name.
 	methods map[string]*lua.LTable
+	// declare, when set, takes the file scope's sub-tests instead of
+	// running them: a Session's RunFile.
+	declare func(name string, fn *lua.LFunction)
 }
 
 // Run runs one Lua file and reports what happened. It never panics and
@@ -313,6 +316,23 @@ func (rt *script) cleanup() {
 func (rt *script) test(L *lua.LState) int {
 	name := L.CheckString(1)
 	fn := L.CheckFunction(2)
+	where := strings.TrimRight(L.Where(1), ": ")
+	if rt.declare != nil && rt.scope.name == "" {
+		rt.declare(name, fn)
+		return 0
+	}
+	rt.subtest(L, name, fn, where)
+	if rt.ctx.Err() != nil {
+		// A stopped file stops here, not at its next instruction: the
+		// sub-test may have been the last statement.
+		L.RaiseError("%s", rt.stopped())
+	}
+	return 0
+}
+
+// subtest runs fn as the sub-test name, declared at where, and records
+// its result.
+func (rt *script) subtest(L *lua.LState, name string, fn *lua.LFunction, where string) result.Subtest {
 	rt.res.Touched = true
 	if rt.scope.name != "" {
 		name = rt.scope.name + "/" + name
@@ -322,7 +342,6 @@ func (rt *script) test(L *lua.LState) int {
 	if early, _ := rt.collect(false); len(early) > 0 {
 		prev.pending = append(prev.pending, early...)
 	}
-	where := strings.TrimRight(L.Where(1), ": ")
 	rt.scope = &scope{name: name}
 	start := time.Now()
 	c := &caught{outer: luaFrames(L)}
@@ -363,12 +382,7 @@ func (rt *script) test(L *lua.LState) int {
 	if st.Status == result.Failed && rt.opts.OnFailure != nil && rt.ctx.Err() == nil {
 		rt.opts.OnFailure(st)
 	}
-	if rt.ctx.Err() != nil {
-		// A stopped file stops here, not at its next instruction: the
-		// sub-test may have been the last statement.
-		L.RaiseError("%s", rt.stopped())
-	}
-	return 0
+	return st
 }
 
 const todoType = "provium.todo"

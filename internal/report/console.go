@@ -291,6 +291,13 @@ func writeMessage(w io.Writer, prefix, msg string) {
 	}
 }
 
+// WriteFailure writes a failure on its own, as the console report shows
+// one: the message, then its traceback, kernel reports and console tail.
+func WriteFailure(w io.Writer, f *result.Failure) {
+	writeMessage(w, "error: ", f.Message)
+	writeFailureDetail(w, f)
+}
+
 // writeFailureDetail writes the traceback, the kernel reports and the
 // console tail of a failure.
 func writeFailureDetail(w io.Writer, f *result.Failure) {
