@@ -15,7 +15,7 @@ import (
 )
 
 func init() {
-	register("attach", "open a shell in a VM of a test paused by --pause-on-failure", runAttach)
+	register("attach", "open a shell (or a Lua prompt) in a VM of a test paused by --pause-on-failure", runAttach)
 }
 
 const attachUsage = `Usage: provium attach [--repl] RUN/FILE [VM]
