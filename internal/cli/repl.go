@@ -24,7 +24,7 @@ func init() {
 	register("repl", "a Lua prompt with the whole API and a running VM", runREPL)
 }
 
-const replUsage = `Usage: provium repl [options] [PROFILE | FILE.lua]
+const replUsage = `Usage: provium repl [options] [PROFILE | --fixture NAME | FILE.lua]
 
 Opens a Lua prompt with Provium's whole API and a running VM in the
 global vm: a VM of PROFILE (default: the built-in "default"), the VM of
