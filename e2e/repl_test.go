@@ -70,6 +70,10 @@ test("reads", function()
   assert_eq(vm:read_file("/tmp/setup"), "done by setup\n")
 end)
 test("breaks", function() assert_eq(1, 2) end)
+`, "fixtures/base.lua": `
+local vm = provium.create("default")
+vm:boot()
+vm:write_file("/tmp/marker", "from the fixture\n")
 `})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -101,6 +105,15 @@ $`)
 		t.Errorf("repl tests/setup.lua printed:\n%s\nwant it to match:\n%s\nstderr:\n%s", out.String(), want, errb.String())
 	}
 	noVMsLeft(t, e)
+
+	// A fixture's VM, as the fixture left it.
+	cmd = e.Command(ctx, "repl", "--fixture", "base")
+	cmd.Stdin = strings.NewReader("vm:read_file(\"/tmp/marker\")\n")
+	b, err := cmd.Output()
+	if err != nil || string(b) != "\"from the fixture\\n\"\n" {
+		t.Errorf("repl --fixture base: %v, printed %q", err, b)
+	}
+	noVMsLeft(t, e)
 }
 
 // TestAttachREPL opens a Lua prompt on the VM of a paused failing test:
@@ -111,6 +124,10 @@ local vm = provium.create("default")
 vm:boot()
 vm:write_file("/tmp/note", "left by the test\n")
 test("breaks", function() assert_eq(1, 2) end)
+`, "fixtures/base.lua": `
+local vm = provium.create("default")
+vm:boot()
+vm:write_file("/tmp/marker", "from the fixture\n")
 `})
 	x := newTmux(t, e, provium+" test --pause-on-failure tests/")
 	m := x.waitFor(first, `provium attach (\S+/tests/pause\.lua)`, 3*time.Minute)

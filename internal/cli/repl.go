@@ -149,7 +149,7 @@ func runREPL(args []string) int {
 	}
 	vmName, err := ls.Ready(ctx, opts.target.fixture, opts.target.profile)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "provium repl: %s: %v\n", opts.target, err)
+		fmt.Fprintf(os.Stderr, "provium repl: %v\n", err)
 		failed = true
 		return exitFail
 	}
