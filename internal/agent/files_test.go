@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -9,77 +8,7 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/provium/provium/internal/wire"
 )
-
-func TestWriteAndReadFile(t *testing.T) {
-	h := newSession(t)
-	dir := t.TempDir()
-	path := filepath.Join(dir, "f")
-
-	// Larger than one frame, so it crosses the wire in pieces.
-	data := bytes.Repeat([]byte("0123456789abcdef"), 3*wire.MaxChunk/16+7)
-	h.ok(wire.MainChannel, wire.OpWriteFile, wire.WriteFile{Path: path}, data)
-	m := h.ok(wire.MainChannel, wire.OpReadFile, wire.Path{Path: path})
-	if !bytes.Equal(m.Blob(0), data) {
-		t.Errorf("read back %d bytes, want the %d written", len(m.Blob(0)), len(data))
-	}
-
-	// Rewriting truncates.
-	h.ok(wire.MainChannel, wire.OpWriteFile, wire.WriteFile{Path: path}, []byte("short"))
-	if m := h.ok(wire.MainChannel, wire.OpReadFile, wire.Path{Path: path}); string(m.Blob(0)) != "short" {
-		t.Errorf("after rewrite: %q", m.Blob(0))
-	}
-
-	// An explicit mode is applied exactly, whatever the umask.
-	exact := filepath.Join(dir, "exact")
-	h.ok(wire.MainChannel, wire.OpWriteFile, wire.WriteFile{Path: exact, Mode: 0o4777}, nil)
-	var st unix.Stat_t
-	if err := unix.Stat(exact, &st); err != nil {
-		t.Fatal(err)
-	}
-	if st.Mode&0o7777 != 0o4777 {
-		t.Errorf("mode %#o, want 04777", st.Mode&0o7777)
-	}
-
-	// Files that report size 0 are read to the end.
-	if m := h.ok(wire.MainChannel, wire.OpReadFile, wire.Path{Path: "/proc/self/status"}); !bytes.Contains(m.Blob(0), []byte("Pid:")) {
-		t.Errorf("/proc/self/status read as %q", m.Blob(0))
-	}
-}
-
-func TestFileErrors(t *testing.T) {
-	h := newSession(t)
-	e := h.fail(wire.MainChannel, wire.OpReadFile, wire.Path{Path: "/nonexistent/x"})
-	want := "read_file /nonexistent/x: open /nonexistent/x: no such file or directory (ENOENT)"
-	if e.Message != want || e.Errno != int(unix.ENOENT) || e.ErrnoName != "ENOENT" {
-		t.Errorf("error = %+v, want message %q with errno ENOENT", e, want)
-	}
-	e = h.fail(wire.MainChannel, wire.OpWriteFile, wire.WriteFile{Path: "/nonexistent/x"}, []byte("x"))
-	if e.ErrnoName != "ENOENT" || !strings.HasPrefix(e.Message, "write_file /nonexistent/x: ") {
-		t.Errorf("write error = %+v", e)
-	}
-	e = h.fail(wire.MainChannel, wire.OpReadFile, wire.Path{Path: t.TempDir()})
-	if e.ErrnoName != "EISDIR" {
-		t.Errorf("reading a directory: %+v", e)
-	}
-	e = h.fail(wire.MainChannel, wire.OpWriteFile, wire.WriteFile{Path: filepath.Join(t.TempDir(), "x"), Mode: 0o170000}, nil)
-	if e.ErrnoName != "EINVAL" {
-		t.Errorf("bad mode: %+v", e)
-	}
-}
-
-func TestDmesg(t *testing.T) {
-	h := newSession(t)
-	if _, err := unix.Klogctl(syslogActionSizeBuffer, nil); err != nil {
-		t.Skipf("no access to the kernel log here: %v", err)
-	}
-	m := h.ok(wire.MainChannel, wire.OpDmesg, nil)
-	if len(m.Blobs) != 1 {
-		t.Errorf("dmesg reply has %d blobs, want 1", len(m.Blobs))
-	}
-}
 
 func TestMountTable(t *testing.T) {
 	table := `proc /proc proc rw,nosuid 0 0
@@ -122,8 +51,11 @@ func TestMountVFSIsIdempotent(t *testing.T) {
 		}
 	}
 	h := newSession(t)
-	h.ok(wire.MainChannel, wire.OpMountVFS, nil)
-	h.ok(wire.MainChannel, wire.OpMountVFS, nil)
+	for range 2 {
+		if err := h.main.MountVFS(h.ctx()); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if _, err := os.Stat("/proc/self"); err != nil {
 		t.Error(err)
 	}

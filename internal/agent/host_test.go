@@ -2,7 +2,7 @@ package agent
 
 import (
 	"bytes"
-	"encoding/json"
+	"context"
 	"errors"
 	"io"
 	"log"
@@ -12,12 +12,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/provium/provium/internal/client"
 	"github.com/provium/provium/internal/wire"
 	"github.com/provium/provium/internal/wire/boot"
 )
@@ -34,28 +32,6 @@ func TestMain(m *testing.M) {
 // callWait bounds every call so that a broken agent fails a test instead
 // of hanging it. No test depends on how long anything takes.
 const callWait = 30 * time.Second
-
-type callKey struct {
-	ch, id uint32
-}
-
-// testHost is the host end of a stream to an in-process agent: a minimal
-// stand-in for the real client, so these tests depend on package wire only.
-type testHost struct {
-	t       *testing.T
-	a       *Agent
-	raw     net.Conn
-	conn    *wire.Conn
-	nextID  atomic.Uint32
-	powered atomic.Bool
-
-	mu        sync.Mutex
-	epoch     uint32
-	waiting   map[callKey]chan *wire.Message
-	stray     []wire.Envelope // messages nobody waited for
-	foreign   int             // messages of an epoch other than the current one
-	announced []wire.Announce // the agent's announcements
-}
 
 // lockedBuffer collects the agent's log for a failing test.
 type lockedBuffer struct {
@@ -75,174 +51,108 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// newTestHost starts an agent serving one end of a pipe and returns the
-// other end, before any Hello.
-func newTestHost(t *testing.T) *testHost {
+// startAgent runs an agent serving one end of a pipe and returns it with
+// the other end, the host's, before any Hello. The agent's log is shown if
+// the test fails.
+func startAgent(t *testing.T) (*Agent, net.Conn) {
 	t.Helper()
 	agentEnd, hostEnd := net.Pipe()
 	logs := &lockedBuffer{}
-	h := &testHost{t: t, raw: hostEnd, conn: wire.NewConn(hostEnd, 0), waiting: map[callKey]chan *wire.Message{}}
-	h.a = New(Config{
-		PowerOff: func() { h.powered.Store(true) },
+	a := New(Config{
+		PowerOff: func() { t.Error("the agent powered off") },
 		Logger:   log.New(logs, "agent: ", 0),
 	})
 	served := make(chan error, 1)
-	go func() { served <- h.a.Serve(agentEnd) }()
-	go h.receive()
+	go func() { served <- a.Serve(agentEnd) }()
 	t.Cleanup(func() {
 		hostEnd.Close()
 		if err := <-served; !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 			t.Errorf("Serve returned %v, want EOF", err)
 		}
-		h.a.Close()
+		a.Close()
 		if t.Failed() {
 			t.Logf("agent log:\n%s", logs.String())
 		}
 	})
-	return h
+	return a, hostEnd
 }
 
-// newSession is newTestHost plus a Hello.
+// testHost is an in-process agent driven by the real client, for the
+// tests that look inside the agent as well; the client's own tests cover
+// the protocol's operations.
+type testHost struct {
+	t    *testing.T
+	a    *Agent
+	s    *client.Session
+	main *client.Agent
+}
+
+// newSession starts an agent and a client session with it.
 func newSession(t *testing.T) *testHost {
-	h := newTestHost(t)
-	h.hello(0x1001)
-	return h
-}
-
-func (h *testHost) receive() {
-	for {
-		env, err := h.conn.Receive()
-		if err != nil {
-			return
-		}
-		h.mu.Lock()
-		if env.Channel == wire.ControlChannel && env.Msg.Op == wire.OpAnnounce {
-			var a wire.Announce
-			json.Unmarshal(env.Msg.Meta, &a)
-			h.announced = append(h.announced, a)
-			h.mu.Unlock()
-			continue
-		}
-		if env.Epoch != h.epoch {
-			h.foreign++
-			h.mu.Unlock()
-			continue
-		}
-		c, ok := h.waiting[callKey{env.Channel, env.Msg.ID}]
-		if ok {
-			delete(h.waiting, callKey{env.Channel, env.Msg.ID})
-		} else {
-			h.stray = append(h.stray, env)
-		}
-		h.mu.Unlock()
-		if ok {
-			c <- env.Msg
-		}
-	}
-}
-
-// hello starts a session with epoch and returns the agent's answer.
-func (h *testHost) hello(epoch uint32) wire.HelloReply {
-	h.t.Helper()
-	h.mu.Lock()
-	h.epoch = epoch
-	h.mu.Unlock()
-	h.conn.SetEpoch(epoch)
-	m := h.call(wire.ControlChannel, wire.OpHello, wire.Hello{Version: wire.Version, Epoch: epoch})
-	var r wire.HelloReply
-	decode(h.t, m, &r)
-	return r
-}
-
-// send sends a request without waiting; the reply, if any, lands in stray.
-func (h *testHost) send(ch uint32, op wire.Op, id uint32, meta any, blobs ...[]byte) {
-	h.t.Helper()
-	m, err := wire.NewMessage(op, id, meta, blobs...)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	if err := h.conn.Send(ch, m); err != nil {
-		h.t.Fatal(err)
-	}
-}
-
-// call sends a request and waits for its reply, which may be an OpError.
-func (h *testHost) call(ch uint32, op wire.Op, meta any, blobs ...[]byte) *wire.Message {
-	h.t.Helper()
-	id := h.nextID.Add(1)
-	c := make(chan *wire.Message, 1)
-	h.mu.Lock()
-	h.waiting[callKey{ch, id}] = c
-	h.mu.Unlock()
-	h.send(ch, op, id, meta, blobs...)
-	select {
-	case m := <-c:
-		return m
-	case <-time.After(callWait):
-		h.t.Fatalf("no reply to %v on channel %d", op, ch)
-		return nil
-	}
-}
-
-// ok is call for a request that must succeed.
-func (h *testHost) ok(ch uint32, op wire.Op, meta any, blobs ...[]byte) *wire.Message {
-	h.t.Helper()
-	m := h.call(ch, op, meta, blobs...)
-	if m.Op != wire.OpReply {
-		h.t.Fatalf("%v on channel %d failed: %s", op, ch, m.Meta)
-	}
-	return m
-}
-
-// fail is call for a request that must fail; it returns the error.
-func (h *testHost) fail(ch uint32, op wire.Op, meta any, blobs ...[]byte) *wire.Error {
-	h.t.Helper()
-	m := h.call(ch, op, meta, blobs...)
-	if m.Op != wire.OpError {
-		h.t.Fatalf("%v on channel %d succeeded, want an error", op, ch)
-	}
-	e := &wire.Error{}
-	decode(h.t, m, e)
-	return e
-}
-
-// strays returns the messages that arrived for no pending call.
-func (h *testHost) strays() []wire.Envelope {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return append([]wire.Envelope(nil), h.stray...)
-}
-
-func decode(t *testing.T, m *wire.Message, v any) {
 	t.Helper()
-	if err := json.Unmarshal(m.Meta, v); err != nil {
-		t.Fatalf("decode %s: %v", m.Meta, err)
+	a, hostEnd := startAgent(t)
+	ctx, cancel := context.WithTimeout(context.Background(), callWait)
+	defer cancel()
+	s, err := client.Open(ctx, hostEnd, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(func() { s.Close() })
+	return &testHost{t: t, a: a, s: s, main: s.Main()}
 }
 
-func (h *testHost) exec(ch uint32, req wire.Exec, stdin []byte) (wire.ExecResult, string, string) {
+// ctx bounds one call.
+func (h *testHost) ctx() context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), callWait)
+	h.t.Cleanup(cancel)
+	return ctx
+}
+
+// spawn starts a worker of parent, which must start.
+func (h *testHost) spawn(parent *client.Agent, thread bool) (*client.Agent, wire.SpawnReply) {
 	h.t.Helper()
-	m := h.ok(ch, wire.OpExec, req, stdin)
-	var r wire.ExecResult
-	decode(h.t, m, &r)
-	return r, string(m.Blob(0)), string(m.Blob(1))
+	w, r, err := parent.Spawn(h.ctx(), thread)
+	if err != nil {
+		h.t.Fatalf("spawn: %v", err)
+	}
+	return w, r
 }
 
-// sys makes a system call without buffers and returns its result.
-func (h *testHost) sys(ch uint32, nr int64, args ...uint64) int64 {
+// stdout runs cmd on id and returns its output.
+func (h *testHost) stdout(id *client.Agent, cmd string) string {
+	h.t.Helper()
+	r, err := id.Exec(h.ctx(), wire.Exec{Cmd: cmd}, nil)
+	if err != nil {
+		h.t.Fatalf("exec %q: %v", cmd, err)
+	}
+	return string(r.Stdout)
+}
+
+// syscall makes a system call on id and returns its result and buffers.
+func (h *testHost) syscall(id *client.Agent, req wire.Syscall, blobs ...[]byte) (int64, [][]byte) {
+	h.t.Helper()
+	ret, out, err := id.Syscall(h.ctx(), req, blobs)
+	if err != nil {
+		h.t.Fatalf("system call %d: %v", req.Nr, err)
+	}
+	return ret, out
+}
+
+// sys makes a system call without buffers on id.
+func (h *testHost) sys(id *client.Agent, nr int64, args ...uint64) int64 {
 	h.t.Helper()
 	req := wire.Syscall{Nr: nr}
 	copy(req.Args[:], args)
-	ret, _ := h.syscall(ch, req)
+	ret, _ := h.syscall(id, req)
 	return ret
 }
 
-func (h *testHost) syscall(ch uint32, req wire.Syscall, blobs ...[]byte) (int64, [][]byte) {
+// close ends a worker, which must end.
+func (h *testHost) close(w *client.Agent) {
 	h.t.Helper()
-	m := h.ok(ch, wire.OpSyscall, req, blobs...)
-	var r wire.SyscallResult
-	decode(h.t, m, &r)
-	return r.Ret, m.Blobs
+	if err := w.Close(h.ctx()); err != nil {
+		h.t.Fatalf("close worker %d: %v", w.Channel(), err)
+	}
 }
 
 // eventually polls cond until it holds; the bound only guards against a
@@ -273,6 +183,3 @@ func processGone(pid int) bool {
 
 // minus1 is -1 as a system call argument.
 const minus1 = ^uint64(0)
-
-// uid returns the real uid of a system call's caller as the test sees it.
-func (h *testHost) uid(ch uint32) int64 { return h.sys(ch, unix.SYS_GETUID) }

@@ -12,8 +12,31 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/provium/provium/internal/client"
 	"github.com/provium/provium/internal/wire"
 )
+
+// The spare is the agent's own business: the host never hears of it. So
+// these tests drive the agent with the real client and look at the spare
+// inside the agent.
+
+func requireRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to change credentials")
+	}
+}
+
+// requireAllThreads skips a test of credentials given to a whole worker
+// process: a binary linked with cgo cannot change other threads' (see
+// applyAll), and the test binary is such a binary unless built with
+// CGO_ENABLED=0, as provium itself always is and CI builds its tests.
+func requireAllThreads(t *testing.T) {
+	t.Helper()
+	requireRoot(t)
+	if !allThreadsSupported() {
+		t.Skip("this test binary is linked with cgo, which cannot give credentials to every thread; run it with CGO_ENABLED=0")
+	}
+}
 
 // spareWorker waits until the agent has a spare and returns it.
 func (h *testHost) spareWorker() *forkWorker {
@@ -36,31 +59,39 @@ func (h *testHost) noSpare() bool {
 }
 
 // capget returns the capability sets of an identity's thread, raw.
-func (h *testHost) capget(ch uint32) []byte {
+func (h *testHost) capget(id *client.Agent) []byte {
 	h.t.Helper()
 	hdr := binary.LittleEndian.AppendUint32(nil, unix.LINUX_CAPABILITY_VERSION_3)
 	hdr = binary.LittleEndian.AppendUint32(hdr, 0)
 	req := wire.Syscall{Nr: unix.SYS_CAPGET, Bufs: []wire.Buf{{Arg: 0}, {Arg: 1}}}
-	ret, out := h.syscall(ch, req, hdr, make([]byte, 24))
+	ret, out := h.syscall(id, req, hdr, make([]byte, 24))
 	if ret != 0 {
-		h.t.Fatalf("capget on channel %d = %d", ch, ret)
+		h.t.Fatalf("capget on channel %d = %d", id.Channel(), ret)
 	}
 	return out[1]
 }
 
 // getgroups returns the supplementary groups of an identity's thread.
-func (h *testHost) getgroups(ch uint32) []uint32 {
+func (h *testHost) getgroups(id *client.Agent) []uint32 {
 	h.t.Helper()
 	req := wire.Syscall{Nr: unix.SYS_GETGROUPS, Args: [6]uint64{64}, Bufs: []wire.Buf{{Arg: 1}}}
-	n, out := h.syscall(ch, req, make([]byte, 4*64))
+	n, out := h.syscall(id, req, make([]byte, 4*64))
 	if n < 0 {
-		h.t.Fatalf("getgroups on channel %d = %d", ch, n)
+		h.t.Fatalf("getgroups on channel %d = %d", id.Channel(), n)
 	}
 	groups := make([]uint32, n)
 	for i := range groups {
 		groups[i] = binary.LittleEndian.Uint32(out[0][4*i:])
 	}
 	return groups
+}
+
+// ping makes a round trip through id, which must answer.
+func (h *testHost) ping(id *client.Agent) {
+	h.t.Helper()
+	if err := id.Ping(h.ctx()); err != nil {
+		h.t.Fatalf("ping channel %d: %v", id.Channel(), err)
+	}
 }
 
 // A spawn claims the spare: the worker is the spare process, and it has the
@@ -70,15 +101,21 @@ func (h *testHost) getgroups(ch uint32) []uint32 {
 func TestSpareClaim(t *testing.T) {
 	requireAllThreads(t)
 	h := newSession(t)
-	h.spawn(2, false)
-	h.ok(2, wire.OpClose, nil)
+	first, _ := h.spawn(h.main, false)
+	h.close(first)
 	spare := h.spareWorker()
 
-	// Descriptors: one the test opened, and a copy at a number far above.
+	// Descriptors: one the test opened, not close-on-exec as one a test
+	// script opens (the agent is this process: one descriptor table), and
+	// a copy at a number far above.
 	path := filepath.Join(t.TempDir(), "inherited")
-	fd := openat(t, h, wire.MainChannel, path, unix.O_RDWR|unix.O_CREAT|unix.O_TRUNC)
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_TRUNC, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(fd) })
 	const high = 200
-	if ret := h.sys(wire.MainChannel, unix.SYS_DUP3, uint64(fd), high, 0); ret != high {
+	if ret := h.sys(h.main, unix.SYS_DUP3, uint64(fd), high, 0); ret != high {
 		t.Fatalf("dup3 = %d", ret)
 	}
 	t.Cleanup(func() { unix.Close(high) })
@@ -95,60 +132,57 @@ func TestSpareClaim(t *testing.T) {
 	t.Setenv("PROVIUM_SPARE_TEST", "carried")
 	// Credentials of the parent identity's thread: groups, gids, euid.
 	setgroups := wire.Syscall{Nr: unix.SYS_SETGROUPS, Args: [6]uint64{2}, Bufs: []wire.Buf{{Arg: 1}}}
-	if ret, _ := h.syscall(wire.MainChannel, setgroups, []byte{0xa0, 0x0f, 0, 0, 0xa1, 0x0f, 0, 0}); ret != 0 {
+	if ret, _ := h.syscall(h.main, setgroups, []byte{0xa0, 0x0f, 0, 0, 0xa1, 0x0f, 0, 0}); ret != 0 {
 		t.Fatalf("setgroups = %d", ret)
 	}
-	if ret := h.sys(wire.MainChannel, unix.SYS_SETRESGID, minus1, 3000, minus1); ret != 0 {
+	if ret := h.sys(h.main, unix.SYS_SETRESGID, minus1, 3000, minus1); ret != 0 {
 		t.Fatalf("setresgid = %d", ret)
 	}
-	if ret := h.sys(wire.MainChannel, unix.SYS_SETRESUID, minus1, 2000, minus1); ret != 0 {
+	if ret := h.sys(h.main, unix.SYS_SETRESUID, minus1, 2000, minus1); ret != 0 {
 		t.Fatalf("setresuid = %d", ret)
 	}
-	parentCaps := h.capget(wire.MainChannel)
+	parentCaps := h.capget(h.main)
 
-	w := h.spawn(3, false)
+	w, rep := h.spawn(h.main, false)
 
 	// Back to root before anything can fail.
-	h.sys(wire.MainChannel, unix.SYS_SETRESUID, minus1, 0, minus1)
-	h.sys(wire.MainChannel, unix.SYS_SETRESGID, minus1, 0, minus1)
-	h.sys(wire.MainChannel, unix.SYS_SETGROUPS, 0, 0)
-	if w.PID != spare.proc.Pid {
-		t.Fatalf("worker pid %d, want the spare's %d", w.PID, spare.proc.Pid)
+	h.sys(h.main, unix.SYS_SETRESUID, minus1, 0, minus1)
+	h.sys(h.main, unix.SYS_SETRESGID, minus1, 0, minus1)
+	h.sys(h.main, unix.SYS_SETGROUPS, 0, 0)
+	if rep.PID != spare.proc.Pid {
+		t.Fatalf("worker pid %d, want the spare's %d", rep.PID, spare.proc.Pid)
 	}
-	if got := h.sys(3, unix.SYS_GETPID); got != int64(w.PID) {
-		t.Errorf("worker getpid = %d, spawn said %d", got, w.PID)
+	if got := h.sys(w, unix.SYS_GETPID); got != int64(rep.PID) {
+		t.Errorf("worker getpid = %d, spawn said %d", got, rep.PID)
 	}
-	if got := h.sys(3, unix.SYS_GETTID); got != int64(w.TID) {
-		t.Errorf("worker gettid = %d, spawn said %d", got, w.TID)
+	if got := h.sys(w, unix.SYS_GETTID); got != int64(rep.TID) {
+		t.Errorf("worker gettid = %d, spawn said %d", got, rep.TID)
 	}
 
-	if got := [4]int64{h.sys(3, unix.SYS_GETUID), h.sys(3, unix.SYS_GETEUID), h.sys(3, unix.SYS_GETGID), h.sys(3, unix.SYS_GETEGID)}; got != [4]int64{0, 2000, 0, 3000} {
+	if got := [4]int64{h.sys(w, unix.SYS_GETUID), h.sys(w, unix.SYS_GETEUID), h.sys(w, unix.SYS_GETGID), h.sys(w, unix.SYS_GETEGID)}; got != [4]int64{0, 2000, 0, 3000} {
 		t.Errorf("worker uid, euid, gid, egid = %v, want [0 2000 0 3000]", got)
 	}
-	if got := h.getgroups(3); len(got) != 2 || got[0] != 4000 || got[1] != 4001 {
+	if got := h.getgroups(w); len(got) != 2 || got[0] != 4000 || got[1] != 4001 {
 		t.Errorf("worker groups = %v, want [4000 4001]", got)
 	}
 	// The whole process has them, as a fork would: ps shows the
-	// process's (its main thread's) credentials. Only a binary without
-	// cgo can change every thread; the e2e tests check the guest's.
-	if allThreadsSupported() {
-		status, _ := os.ReadFile("/proc/" + strconv.Itoa(w.PID) + "/status")
-		for _, want := range []string{"Uid:\t0\t2000\t0\t2000\n", "Gid:\t0\t3000\t0\t3000\n", "Groups:\t4000 4001 \n"} {
-			if !strings.Contains(string(status), want) {
-				t.Errorf("worker process status lacks %q:\n%s", want, status)
-			}
+	// process's (its main thread's) credentials.
+	status, _ := os.ReadFile("/proc/" + strconv.Itoa(rep.PID) + "/status")
+	for _, want := range []string{"Uid:\t0\t2000\t0\t2000\n", "Gid:\t0\t3000\t0\t3000\n", "Groups:\t4000 4001 \n"} {
+		if !strings.Contains(string(status), want) {
+			t.Errorf("worker process status lacks %q:\n%s", want, status)
 		}
 	}
-	if got := h.capget(3); string(got) != string(parentCaps) {
+	if got := h.capget(w); string(got) != string(parentCaps) {
 		t.Errorf("worker capabilities %x, parent's %x", got, parentCaps)
 	}
-	if got := h.sys(wire.MainChannel, unix.SYS_GETEUID); got != 0 {
+	if got := h.sys(h.main, unix.SYS_GETEUID); got != 0 {
 		t.Errorf("main euid = %d after restoring it", got)
 	}
 
 	for _, n := range []int{fd, high} {
 		req := wire.Syscall{Nr: unix.SYS_WRITE, Args: [6]uint64{uint64(n), 0, 2}, Bufs: []wire.Buf{{Arg: 1}}}
-		if ret, _ := h.syscall(3, req, []byte("ab")); ret != 2 {
+		if ret, _ := h.syscall(w, req, []byte("ab")); ret != 2 {
 			t.Errorf("write to inherited fd %d = %d", n, ret)
 		}
 	}
@@ -156,18 +190,18 @@ func TestSpareClaim(t *testing.T) {
 		t.Errorf("file has %q, want abab", b)
 	}
 	// Nothing else: every other descriptor of the worker is close-on-exec.
-	if _, out, _ := h.exec(3, wire.Exec{Cmd: "ls /proc/self/fd"}, nil); !strings.Contains(out, "200") {
+	if out := h.stdout(w, "ls /proc/self/fd"); !strings.Contains(out, "200") {
 		t.Errorf("a command of the worker has descriptors %q, want 200 among them", out)
 	}
 
 	req := wire.Syscall{Nr: unix.SYS_GETCWD, Args: [6]uint64{0, 4096}, Bufs: []wire.Buf{{Arg: 0}}}
-	if ret, out := h.syscall(3, req, make([]byte, 4096)); ret <= 0 || string(out[0][:ret-1]) != dir {
+	if ret, out := h.syscall(w, req, make([]byte, 4096)); ret <= 0 || string(out[0][:ret-1]) != dir {
 		t.Errorf("worker cwd = %q (%d), want %q", out[0][:max(ret, 1)-1], ret, dir)
 	}
-	if got := h.sys(3, unix.SYS_UMASK, 0o022); got != 0o027 {
+	if got := h.sys(w, unix.SYS_UMASK, 0o022); got != 0o027 {
 		t.Errorf("worker umask = %#o, want 027", got)
 	}
-	if _, out, _ := h.exec(3, wire.Exec{Cmd: "echo $PROVIUM_SPARE_TEST"}, nil); strings.TrimSpace(out) != "carried" {
+	if out := h.stdout(w, "echo $PROVIUM_SPARE_TEST"); strings.TrimSpace(out) != "carried" {
 		t.Errorf("worker environment: PROVIUM_SPARE_TEST=%q", out)
 	}
 
@@ -175,8 +209,8 @@ func TestSpareClaim(t *testing.T) {
 	if next := h.spareWorker(); next == spare {
 		t.Error("the claimed spare is still the spare")
 	}
-	h.ok(3, wire.OpClose, nil)
-	eventually(t, "the worker process is gone", func() bool { return processGone(w.PID) })
+	h.close(w)
+	eventually(t, "the worker process is gone", func() bool { return processGone(rep.PID) })
 }
 
 // threadPolicies returns the scheduling policy of each thread of pid.
@@ -216,7 +250,7 @@ func inRecvmsg(pid int) bool {
 func TestSpareIsIdleClass(t *testing.T) {
 	requireRoot(t)
 	h := newSession(t)
-	h.spawn(2, false)
+	h.spawn(h.main, false)
 	spare := h.spareWorker()
 	// The spare lowers the threads the runtime starts after the agent
 	// lowered the first ones.
@@ -232,21 +266,21 @@ func TestSpareIsIdleClass(t *testing.T) {
 		t.Errorf("the test's thread has policy %d", p)
 	}
 
-	w := h.spawn(3, false)
-	if w.PID != spare.proc.Pid {
-		t.Fatalf("worker %d, want the spare %d", w.PID, spare.proc.Pid)
+	w, rep := h.spawn(h.main, false)
+	if rep.PID != spare.proc.Pid {
+		t.Fatalf("worker %d, want the spare %d", rep.PID, spare.proc.Pid)
 	}
-	for _, p := range threadPolicies(t, w.PID) {
+	for _, p := range threadPolicies(t, rep.PID) {
 		if p != unix.SCHED_NORMAL {
-			t.Errorf("worker thread policies %v, want all SCHED_NORMAL", threadPolicies(t, w.PID))
+			t.Errorf("worker thread policies %v, want all SCHED_NORMAL", threadPolicies(t, rep.PID))
 			break
 		}
 	}
-	if got := h.sys(3, unix.SYS_SCHED_GETSCHEDULER, 0); got != unix.SCHED_NORMAL {
+	if got := h.sys(w, unix.SYS_SCHED_GETSCHEDULER, 0); got != unix.SCHED_NORMAL {
 		t.Errorf("worker sched_getscheduler = %d", got)
 	}
 	// What the worker runs gets the same.
-	if _, out, _ := h.exec(3, wire.Exec{Cmd: "grep policy /proc/self/sched"}, nil); !strings.HasSuffix(strings.TrimSpace(out), " 0") {
+	if out := h.stdout(w, "grep policy /proc/self/sched"); !strings.HasSuffix(strings.TrimSpace(out), " 0") {
 		t.Errorf("a command of the worker: %q, want policy 0", out)
 	}
 
@@ -272,19 +306,19 @@ func TestSpareFallback(t *testing.T) {
 	if !h.noSpare() {
 		t.Fatal("a spare before the first spawn")
 	}
-	w := h.spawn(2, false)
-	h.ok(2, wire.OpPing, nil)
+	w, rep := h.spawn(h.main, false)
+	h.ping(w)
 	spare := h.spareWorker()
-	if w.PID == spare.proc.Pid {
+	if rep.PID == spare.proc.Pid {
 		t.Fatal("the first worker is the spare")
 	}
 
 	spare.proc.Kill()
 	<-spare.gone()
-	w = h.spawn(3, false)
-	h.ok(3, wire.OpPing, nil)
-	if w.PID == spare.proc.Pid || h.spareWorker() == spare {
-		t.Errorf("worker %d after the spare %d died", w.PID, spare.proc.Pid)
+	w, rep = h.spawn(h.main, false)
+	h.ping(w)
+	if rep.PID == spare.proc.Pid || h.spareWorker() == spare {
+		t.Errorf("worker %d after the spare %d died", rep.PID, spare.proc.Pid)
 	}
 }
 
@@ -296,26 +330,25 @@ func TestSpareUnfit(t *testing.T) {
 	h := newSession(t)
 	// The test may run niced: every figure is relative to its nice value.
 	// getpriority returns 20 - nice.
-	base := 20 - int(h.sys(wire.MainChannel, unix.SYS_GETPRIORITY, unix.PRIO_PROCESS, 0))
+	base := 20 - int(h.sys(h.main, unix.SYS_GETPRIORITY, unix.PRIO_PROCESS, 0))
 	other := base + 3
 	if other > 19 {
 		other = base - 3 // root may lower it
 	}
-	h.spawn(2, false)
+	first, _ := h.spawn(h.main, false)
 	spare := h.spareWorker()
-	h.spawn(3, true)
-	if ret := h.sys(3, unix.SYS_SETPRIORITY, unix.PRIO_PROCESS, 0, uint64(int64(other))); ret != 0 {
+	thread, _ := h.spawn(h.main, true)
+	if ret := h.sys(thread, unix.SYS_SETPRIORITY, unix.PRIO_PROCESS, 0, uint64(int64(other))); ret != 0 {
 		t.Fatalf("setpriority = %d", ret)
 	}
-	var w wire.SpawnReply
-	decode(t, h.ok(3, wire.OpSpawn, wire.Spawn{Channel: 4}), &w)
-	if w.PID == spare.proc.Pid {
+	w, rep := h.spawn(thread, false)
+	if rep.PID == spare.proc.Pid {
 		t.Fatal("the spare stood in for a thread with another nice value")
 	}
-	if got := h.sys(4, unix.SYS_GETPRIORITY, unix.PRIO_PROCESS, 0); got != int64(20-other) {
+	if got := h.sys(w, unix.SYS_GETPRIORITY, unix.PRIO_PROCESS, 0); got != int64(20-other) {
 		t.Errorf("worker getpriority = %d, want %d (nice %d)", got, 20-other, other)
 	}
-	if got := h.sys(2, unix.SYS_GETPRIORITY, unix.PRIO_PROCESS, 0); got != int64(20-base) {
+	if got := h.sys(first, unix.SYS_GETPRIORITY, unix.PRIO_PROCESS, 0); got != int64(20-base) {
 		t.Errorf("first worker getpriority = %d, want %d (nice %d, the test's)", got, 20-base, base)
 	}
 	eventually(t, "the unfit spare is gone", func() bool { return processGone(spare.proc.Pid) })
@@ -325,9 +358,11 @@ func TestSpareUnfit(t *testing.T) {
 // a worker and a spare again.
 func TestQuiesceKillsTheSpare(t *testing.T) {
 	h := newSession(t)
-	h.spawn(2, false)
+	h.spawn(h.main, false)
 	spare := h.spareWorker()
-	h.ok(wire.ControlChannel, wire.OpQuiesce, nil)
+	if err := h.s.Quiesce(h.ctx()); err != nil {
+		t.Fatal(err)
+	}
 	if !processGone(spare.proc.Pid) || !h.noSpare() {
 		t.Fatalf("after quiesce: spare %d gone %v, slot empty %v", spare.proc.Pid, processGone(spare.proc.Pid), h.noSpare())
 	}
@@ -336,9 +371,9 @@ func TestQuiesceKillsTheSpare(t *testing.T) {
 	if !h.noSpare() {
 		t.Fatal("a spare started after quiesce")
 	}
-	w := h.spawn(2, false)
-	h.ok(2, wire.OpPing, nil)
-	if w.PID == spare.proc.Pid {
+	w, rep := h.spawn(h.main, false)
+	h.ping(w)
+	if rep.PID == spare.proc.Pid {
 		t.Error("worker is the killed spare")
 	}
 	h.spareWorker()
@@ -428,7 +463,7 @@ func TestSpareHoldsNoTestDescriptors(t *testing.T) {
 	defer unix.Close(p[1])
 	var st unix.Stat_t
 	unix.Fstat(p[1], &st)
-	h.spawn(2, false)
+	h.spawn(h.main, false)
 	spare := h.spareWorker()
 	dir := "/proc/" + strconv.Itoa(spare.proc.Pid) + "/fd"
 	ents, err := os.ReadDir(dir)
@@ -458,15 +493,14 @@ func TestWorkerEnvironment(t *testing.T) {
 		}
 		want := strings.Join(os.Environ(), "\n")
 		h := newSession(t)
-		h.spawn(2, false)
+		started, _ := h.spawn(h.main, false)
 		spare := h.spareWorker()
-		w := h.spawn(3, false)
-		if w.PID != spare.proc.Pid {
-			t.Fatalf("worker %d is not the spare %d", w.PID, spare.proc.Pid)
+		claimed, rep := h.spawn(h.main, false)
+		if rep.PID != spare.proc.Pid {
+			t.Fatalf("worker %d is not the spare %d", rep.PID, spare.proc.Pid)
 		}
-		for _, ch := range []uint32{2, 3} {
-			_, out, _ := h.exec(ch, wire.Exec{Cmd: "env -0"}, nil)
-			env := strings.Split(strings.TrimSuffix(out, "\x00"), "\x00")
+		for _, w := range []*client.Agent{started, claimed} {
+			env := strings.Split(strings.TrimSuffix(h.stdout(w, "env -0"), "\x00"), "\x00")
 			// The shell sets a few of its own.
 			env = slices.DeleteFunc(env, func(kv string) bool {
 				k, _, _ := strings.Cut(kv, "=")
@@ -480,7 +514,7 @@ func TestWorkerEnvironment(t *testing.T) {
 			slices.Sort(env)
 			slices.Sort(mine)
 			if !slices.Equal(env, mine) {
-				t.Errorf("GODEBUG=%q: worker on channel %d has environment\n%s\nwant\n%s", godebug, ch, strings.Join(env, "\n"), strings.Join(mine, "\n"))
+				t.Errorf("GODEBUG=%q: worker on channel %d has environment\n%s\nwant\n%s", godebug, w.Channel(), strings.Join(env, "\n"), strings.Join(mine, "\n"))
 			}
 		}
 	}

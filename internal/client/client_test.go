@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/provium/provium/internal/agent"
 	"github.com/provium/provium/internal/client"
 	"github.com/provium/provium/internal/wire"
@@ -36,6 +38,9 @@ type guest struct {
 
 	guestEnd net.Conn // the stream's guest end, which outlives agents
 
+	powerOff   sync.Once
+	poweredOff chan struct{} // closed when an agent powers the machine off
+
 	mu    sync.Mutex
 	agent *agent.Agent
 	end   net.Conn // the current agent's end of its pipe
@@ -45,7 +50,7 @@ type guest struct {
 func newGuest(t *testing.T) *guest {
 	t.Helper()
 	hostEnd, guestEnd := net.Pipe()
-	g := &guest{t: t, host: hostEnd, guestEnd: guestEnd}
+	g := &guest{t: t, host: hostEnd, guestEnd: guestEnd, poweredOff: make(chan struct{})}
 	g.start("")
 	// Host to agent: whichever agent serves now.
 	go func() {
@@ -82,7 +87,11 @@ func newGuest(t *testing.T) *guest {
 // start runs a new agent on a fresh pipe, whose output goes to the host.
 func (g *guest) start(restarted string) {
 	agentEnd, relayEnd := net.Pipe()
-	a := agent.New(agent.Config{Restarted: restarted, Logger: log.New(io.Discard, "", 0), PowerOff: func() {}})
+	a := agent.New(agent.Config{
+		Restarted: restarted,
+		Logger:    log.New(io.Discard, "", 0),
+		PowerOff:  func() { g.powerOff.Do(func() { close(g.poweredOff) }) },
+	})
 	g.mu.Lock()
 	g.agent, g.end, g.relay = a, agentEnd, relayEnd
 	g.mu.Unlock()
@@ -250,5 +259,117 @@ func TestOpenDeadlineWithAGuestThatDoesNotRead(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Open ignored its deadline while its write was blocked")
+	}
+}
+
+// callWait bounds every call of the tests against an agent, so that a
+// broken agent fails a test instead of hanging it. No test depends on how
+// long anything takes.
+const callWait = 30 * time.Second
+
+// bounded is the context of one call of a test.
+func bounded(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), callWait)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// opError returns the error the agent reported, and fails the test if err
+// is anything else.
+func opError(t *testing.T, err error) wire.Error {
+	t.Helper()
+	var op *client.OpError
+	if !errors.As(err, &op) {
+		t.Fatalf("error %v, want one the agent reported", err)
+	}
+	return op.Err
+}
+
+// run runs a command that must start and returns what it did.
+func run(t *testing.T, a *client.Agent, req wire.Exec, stdin []byte) *client.ExecResult {
+	t.Helper()
+	r, err := a.Exec(bounded(t), req, stdin)
+	if err != nil {
+		t.Fatalf("exec %q on channel %d: %v", req.Cmd, a.Channel(), err)
+	}
+	return r
+}
+
+// sysBufs makes a system call the agent must carry out and returns its
+// result and the buffers that came back.
+func sysBufs(t *testing.T, a *client.Agent, req wire.Syscall, blobs ...[]byte) (int64, [][]byte) {
+	t.Helper()
+	ret, out, err := a.Syscall(bounded(t), req, blobs)
+	if err != nil {
+		t.Fatalf("system call %d on channel %d: %v", req.Nr, a.Channel(), err)
+	}
+	return ret, out
+}
+
+// sys is sysBufs for a call without buffers.
+func sys(t *testing.T, a *client.Agent, nr int64, args ...uint64) int64 {
+	t.Helper()
+	req := wire.Syscall{Nr: nr}
+	copy(req.Args[:], args)
+	ret, _ := sysBufs(t, a, req)
+	return ret
+}
+
+// spawn starts a worker of parent that must start.
+func spawn(t *testing.T, parent *client.Agent, thread bool) (*client.Agent, wire.SpawnReply) {
+	t.Helper()
+	w, r, err := parent.Spawn(bounded(t), thread)
+	if err != nil {
+		t.Fatalf("spawn (thread %v): %v", thread, err)
+	}
+	return w, r
+}
+
+// waitExit waits until process pid has ended, whoever's child it is (the
+// children of a killed command are init's). A pidfd is readable once the
+// process exits, reaped or not.
+func waitExit(t *testing.T, pid int) {
+	t.Helper()
+	fd, err := unix.PidfdOpen(pid, 0)
+	if errors.Is(err, unix.ESRCH) {
+		return // reaped already
+	}
+	if err != nil {
+		t.Fatalf("pidfd of %d: %v", pid, err)
+	}
+	defer unix.Close(fd)
+	for {
+		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, int(callWait.Milliseconds()))
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case err != nil:
+			t.Fatalf("poll the pidfd of %d: %v", pid, err)
+		case n == 0:
+			t.Fatalf("process %d still runs", pid)
+		}
+		return
+	}
+}
+
+// waitUntil checks cond every few milliseconds until it holds; the bound
+// only guards against a hang.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	timeout := time.After(callWait)
+	for !cond() {
+		select {
+		case <-tick.C:
+		case <-timeout:
+			t.Fatalf("still not true: %s", what)
+		}
+	}
+}
+
+func requireRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to change credentials")
 	}
 }

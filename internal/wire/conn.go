@@ -78,7 +78,7 @@ func (c *Conn) Send(ch uint32, m *Message) error {
 		if remaining == 0 {
 			h.Flags = FlagLast
 		}
-		h.marshal(frame)
+		h.Encode(frame)
 		c.wmu.Lock()
 		_, err := c.w.Write(frame[:HeaderSize+n])
 		c.wmu.Unlock()

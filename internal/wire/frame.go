@@ -94,7 +94,9 @@ func crc32c(b []byte) uint32 {
 	return ^c
 }
 
-func (h FrameHeader) marshal(b []byte) {
+// Encode writes the header into the first HeaderSize bytes of b, with its
+// magic number and CRC.
+func (h FrameHeader) Encode(b []byte) {
 	binary.LittleEndian.PutUint32(b[0:], Magic)
 	binary.LittleEndian.PutUint32(b[4:], h.Epoch)
 	binary.LittleEndian.PutUint32(b[8:], h.Channel)

@@ -72,7 +72,7 @@ func TestUnmarshalRejectsLies(t *testing.T) {
 func frame(h FrameHeader, payload []byte) []byte {
 	h.Length = uint32(len(payload))
 	b := make([]byte, HeaderSize+len(payload))
-	h.marshal(b)
+	h.Encode(b)
 	copy(b[HeaderSize:], payload)
 	return b
 }
@@ -96,7 +96,7 @@ func TestFrameReaderResynchronises(t *testing.T) {
 
 func TestFrameReaderRejectsOversizeFrame(t *testing.T) {
 	var hdr [HeaderSize]byte
-	FrameHeader{Channel: 1, Length: MaxChunk + 1}.marshal(hdr[:])
+	FrameHeader{Channel: 1, Length: MaxChunk + 1}.Encode(hdr[:])
 	fr := NewFrameReader(bytes.NewReader(hdr[:]))
 	if _, _, err := fr.ReadFrameAppend(nil); !errors.Is(err, ErrFrameTooLarge) {
 		t.Fatalf("err = %v, want ErrFrameTooLarge", err)
