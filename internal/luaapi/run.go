@@ -70,6 +70,23 @@ type script struct {
 // per-file timeout, Ctrl-C) stops the script, even in a busy loop.
 func Run(ctx context.Context, opts Options) *result.File {
 	start := time.Now()
+	rt, L := newScript(ctx, opts)
+	defer L.Close()
+	if rt.res.Failure == nil { // the API is installed
+		rt.protect(func() {
+			rt.runFile(L)
+			rt.endFile()
+		})
+	}
+	rt.protect(rt.cleanup)
+	rt.res.Status = rt.status()
+	rt.res.Duration = time.Since(start)
+	return rt.res
+}
+
+// newScript returns the state of a file's run and its Lua state, with
+// the API installed.
+func newScript(ctx context.Context, opts Options) (*script, *lua.LState) {
 	rt := &script{
 		ctx:     ctx,
 		opts:    opts,
@@ -81,17 +98,11 @@ func Run(ctx context.Context, opts Options) *result.File {
 		methods: map[string]*lua.LTable{},
 	}
 	L := lua.NewState(stateOptions)
-	defer L.Close()
 	rt.protect(func() {
 		rt.open(L)
 		L.SetContext(ctx)
-		rt.runFile(L)
-		rt.endFile()
 	})
-	rt.protect(rt.cleanup)
-	rt.res.Status = rt.status()
-	rt.res.Duration = time.Since(start)
-	return rt.res
+	return rt, L
 }
 
 // protect turns a Go panic (a bug here, or in a Host or Machine) into a

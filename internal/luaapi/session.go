@@ -26,22 +26,8 @@ type Session struct {
 // NewSession opens a session. opts.Path names the chunks in messages
 // (a test file's path, or a name like "repl").
 func NewSession(ctx context.Context, opts Options) *Session {
-	rt := &script{
-		ctx:     ctx,
-		opts:    opts,
-		res:     &result.File{},
-		main:    opts.Path,
-		scope:   &scope{},
-		loaded:  map[string]bool{},
-		created: map[string]int{},
-		methods: map[string]*lua.LTable{},
-	}
-	L := lua.NewState(stateOptions)
+	rt, L := newScript(ctx, opts)
 	s := &Session{rt: rt, L: L}
-	rt.protect(func() {
-		rt.open(L)
-		L.SetContext(ctx)
-	})
 	return s
 }
 
