@@ -43,11 +43,13 @@ func debianImage(t *testing.T) string {
 // The manual's Debian profile, as the manual shows it: systemd as PID 1 on
 // a read-only image built with debootstrap, the agent beside it.
 func TestDebianSystemd(t *testing.T) {
-	img := debianImage(t)
+	// NewEnv first: with -short it skips before debootstrap builds an
+	// image, which takes minutes.
 	env := NewEnv(t, map[string]string{
 		"provium.toml": docFile(t, "configuration.md", "debian/provium.toml"),
 		"systemd.lua":  docFile(t, "configuration.md", "debian/systemd.lua"),
 	})
+	img := debianImage(t)
 	linkKernel(t, env, "vmlinuz", "modules")
 	if err := os.Symlink(img, filepath.Join(env.Dir, "debian.img")); err != nil {
 		t.Fatal(err)

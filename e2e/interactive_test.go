@@ -204,11 +204,11 @@ test("after", function() print("went on") end)
 // TestGDBWait boots a shell whose CPUs wait for gdb: gdb reads a register
 // through the printed address and lets the guest go, which then boots.
 func TestGDBWait(t *testing.T) {
+	e := NewEnv(t, nil)
 	gdb, err := exec.LookPath("gdb")
 	if err != nil {
 		t.Fatal("gdb is needed: install it (scripts/setup --tests)")
 	}
-	e := NewEnv(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := e.Command(ctx, "shell", "--gdb-wait")
