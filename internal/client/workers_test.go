@@ -1,6 +1,7 @@
 package client_test
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -24,6 +25,24 @@ const minus1 = ^uint64(0)
 func idU(t *testing.T, a *client.Agent) string {
 	t.Helper()
 	return strings.TrimSpace(string(run(t, a, wire.Exec{Cmd: "id -u"}, nil).Stdout))
+}
+
+// becomeUID1001 makes worker w of a uid 1001 with a raw setresuid: w and
+// the commands it runs have it, a keeps uid 0.
+func becomeUID1001(t *testing.T, a, w *client.Agent) {
+	t.Helper()
+	if ret := sys(t, w, unix.SYS_SETRESUID, 1001, 1001, 1001); ret != 0 {
+		t.Fatalf("setresuid = %d", ret)
+	}
+	if got := sys(t, w, unix.SYS_GETUID); got != 1001 {
+		t.Errorf("worker uid = %d, want 1001", got)
+	}
+	if got := sys(t, a, unix.SYS_GETUID); got != 0 {
+		t.Errorf("main uid = %d, want 0", got)
+	}
+	if got := idU(t, w); got != "1001" {
+		t.Errorf("worker's id -u = %q", got)
+	}
 }
 
 // rootFile is a file only root may read.
@@ -62,22 +81,11 @@ func TestThreadWorker(t *testing.T) {
 	}
 
 	// Credentials changed with a raw setresuid stay on the worker's thread.
-	if ret := sys(t, w, unix.SYS_SETRESUID, 1001, 1001, 1001); ret != 0 {
-		t.Fatalf("setresuid = %d", ret)
-	}
-	if got := sys(t, w, unix.SYS_GETUID); got != 1001 {
-		t.Errorf("worker uid = %d, want 1001", got)
-	}
-	if got := sys(t, a, unix.SYS_GETUID); got != 0 {
-		t.Errorf("main uid = %d, want 0", got)
-	}
+	becomeUID1001(t, a, w)
 	if os.Getuid() != 0 {
 		t.Errorf("the agent process is uid %d now", os.Getuid())
 	}
-	// ... and apply to the commands it runs and the files it opens.
-	if got := idU(t, w); got != "1001" {
-		t.Errorf("worker's id -u = %q", got)
-	}
+	// ... and apply to the files it opens; main's commands keep uid 0.
 	if got := idU(t, a); got != "0" {
 		t.Errorf("main's id -u = %q", got)
 	}
@@ -104,27 +112,36 @@ func TestThreadWorker(t *testing.T) {
 	})
 }
 
-func TestThreadWorkerStartsWithItsParentsCredentials(t *testing.T) {
-	requireRoot(t)
-	a := open(t, newGuest(t)).Main()
+// spawnWithEuid spawns a worker of a while a's euid is 2000, then gives a
+// its euid 0 back: the worker must keep the 2000 it started with.
+func spawnWithEuid(t *testing.T, a *client.Agent, thread bool) *client.Agent {
+	t.Helper()
 	if ret := sys(t, a, unix.SYS_SETRESUID, minus1, 2000, minus1); ret != 0 {
 		t.Fatalf("setresuid = %d", ret)
 	}
-	w, _ := spawn(t, a, true)
+	w, _ := spawn(t, a, thread)
 	if ret := sys(t, a, unix.SYS_SETRESUID, minus1, 0, minus1); ret != 0 {
 		t.Fatalf("restore euid = %d", ret)
 	}
 	if got := sys(t, w, unix.SYS_GETEUID); got != 2000 {
 		t.Errorf("worker euid = %d, want the parent's 2000", got)
 	}
-	if got := sys(t, w, unix.SYS_GETUID); got != 0 {
-		t.Errorf("worker uid = %d, want the parent's 0", got)
-	}
 	if got := sys(t, a, unix.SYS_GETEUID); got != 0 {
 		t.Errorf("main euid = %d after restoring it", got)
 	}
-	if err := w.Close(bounded(t)); err != nil {
-		t.Error(err)
+	t.Cleanup(func() {
+		if err := w.Close(context.Background()); err != nil {
+			t.Errorf("close the worker: %v", err)
+		}
+	})
+	return w
+}
+
+func TestThreadWorkerStartsWithItsParentsCredentials(t *testing.T) {
+	requireRoot(t)
+	w := spawnWithEuid(t, open(t, newGuest(t)).Main(), true)
+	if got := sys(t, w, unix.SYS_GETUID); got != 0 {
+		t.Errorf("worker uid = %d, want the parent's 0", got)
 	}
 }
 
@@ -156,18 +173,7 @@ func TestForkWorker(t *testing.T) {
 		t.Errorf("file has %q", b)
 	}
 
-	if ret := sys(t, w, unix.SYS_SETRESUID, 1001, 1001, 1001); ret != 0 {
-		t.Fatalf("setresuid = %d", ret)
-	}
-	if got := sys(t, w, unix.SYS_GETUID); got != 1001 {
-		t.Errorf("worker uid = %d, want 1001", got)
-	}
-	if got := sys(t, a, unix.SYS_GETUID); got != 0 {
-		t.Errorf("main uid = %d, want 0", got)
-	}
-	if got := idU(t, w); got != "1001" {
-		t.Errorf("worker's id -u = %q", got)
-	}
+	becomeUID1001(t, a, w)
 
 	if err := w.Close(bounded(t)); err != nil {
 		t.Fatal(err)
@@ -177,26 +183,13 @@ func TestForkWorker(t *testing.T) {
 
 func TestForkWorkerStartsWithItsParentsCredentials(t *testing.T) {
 	requireAllThreads(t)
-	a := open(t, newGuest(t)).Main()
-	if ret := sys(t, a, unix.SYS_SETRESUID, minus1, 2000, minus1); ret != 0 {
-		t.Fatalf("setresuid = %d", ret)
-	}
-	w, _ := spawn(t, a, false)
-	if ret := sys(t, a, unix.SYS_SETRESUID, minus1, 0, minus1); ret != 0 {
-		t.Fatalf("restore euid = %d", ret)
-	}
-	if got := sys(t, w, unix.SYS_GETEUID); got != 2000 {
-		t.Errorf("worker euid = %d, want the parent's 2000", got)
-	}
+	w := spawnWithEuid(t, open(t, newGuest(t)).Main(), false)
 	// All three, as a fork keeps them: the exec that started the worker
 	// made the saved uid the effective one, and the worker restored it.
 	ids := wire.Syscall{Nr: unix.SYS_GETRESUID, Bufs: []wire.Buf{{Arg: 0}, {Arg: 1}, {Arg: 2}}}
 	if ret, out := sysBufs(t, w, ids, make([]byte, 4), make([]byte, 4), make([]byte, 4)); ret != 0 ||
 		binary.LittleEndian.Uint32(out[0]) != 0 || binary.LittleEndian.Uint32(out[1]) != 2000 || binary.LittleEndian.Uint32(out[2]) != 0 {
 		t.Errorf("worker getresuid = %d %v, want 0 2000 0", ret, out)
-	}
-	if err := w.Close(bounded(t)); err != nil {
-		t.Error(err)
 	}
 }
 
