@@ -492,14 +492,5 @@ func wantContains(t *testing.T, got string, wants ...string) {
 	}
 }
 
-// withTimeout runs the script under a context with a deadline: the
-// per-file timeout of the runner.
-func withTimeout(t *testing.T, d time.Duration) func(*Options, *context.Context) {
-	return func(_ *Options, ctx *context.Context) {
-		c, cancel := context.WithTimeout(*ctx, d)
-		t.Cleanup(cancel)
-		*ctx = c
-	}
-}
 
 func luaString(s string) lua.LValue { return lua.LString(s) }

@@ -706,7 +706,7 @@ func TestCancellationStopsTheScript(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			done := make(chan *run, 1)
 			go func() {
-				done <- runLua(t, "local vm = provium.create('minimal'):boot()\n"+src, withTimeout(t, 50*time.Millisecond))
+				done <- runLua(t, "local vm = provium.create('minimal'):boot()\n"+src, expireOnceBooted(t, 50*time.Millisecond))
 			}()
 			var r *run
 			select {
@@ -727,6 +727,31 @@ func TestCancellationStopsTheScript(t *testing.T) {
 				t.Errorf("VM is %q after a stopped file", st)
 			}
 		})
+	}
+}
+
+// expireOnceBooted ends the file's context as a deadline would, d after
+// its first VM is running: a timer from the start could expire before
+// the VM the test looks at exists, on a loaded machine.
+func expireOnceBooted(t *testing.T, d time.Duration) func(*Options, *context.Context) {
+	return func(o *Options, ctx *context.Context) {
+		h := o.Host.(*fakeHost)
+		c, cancel := context.WithCancelCause(*ctx)
+		t.Cleanup(func() { cancel(nil) })
+		*ctx = c
+		go func() {
+			for c.Err() == nil {
+				h.mu.Lock()
+				up := len(h.machines) > 0 && h.machines[0].State() == machine.StateRunning
+				h.mu.Unlock()
+				if up {
+					time.Sleep(d)
+					cancel(context.DeadlineExceeded)
+					return
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}()
 	}
 }
 
