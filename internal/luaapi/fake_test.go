@@ -492,5 +492,4 @@ func wantContains(t *testing.T, got string, wants ...string) {
 	}
 }
 
-
 func luaString(s string) lua.LValue { return lua.LString(s) }
