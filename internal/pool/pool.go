@@ -20,6 +20,14 @@
 // holds one VM and needs a second while a larger request from another file
 // waits at the head of the queue for memory that only the first file frees.
 //
+// A VM resumed from a memory template maps the fixture's RAM privately:
+// its clean pages are the page cache's, shared with every other VM of
+// that fixture, and only what it writes is its own. AcquireMeasured
+// reserves an estimate of that for such a VM, which the caller corrects
+// as it measures the VM's QEMU (PrivateDirtyMiB). The host still bounds
+// it: in fixed mode too, such a grant waits for MemAvailable to have
+// room.
+//
 // Scope ties reservations to a test file: everything acquired through a
 // context derived from a scope is released when the scope ends, whatever the
 // code that acquired it did, so a file that errors or crashes returns what it
@@ -74,11 +82,14 @@ type grant struct {
 	at        time.Time
 	once      sync.Once
 	scope     *scope // the scope it was made under, if any
+	measured  bool   // AcquireMeasured's: mem is an estimate
+	released  bool   // under Pool.mu
 }
 
 // waiter is an Acquire that has not been granted yet.
 type waiter struct {
 	mem, cpus int
+	measured  bool // AcquireMeasured's
 	ready     chan struct{} // closed when g is set
 	g         *grant
 }
@@ -86,7 +97,8 @@ type waiter struct {
 // NewFixed returns a pool with a budget of memMiB MiB and cpus CPUs; 0 makes
 // that dimension unlimited.
 func NewFixed(memMiB, cpus int) *Pool {
-	return &Pool{memMiB: max(memMiB, 0), cpus: max(cpus, 0), lastAvail: -1}
+	return &Pool{memMiB: max(memMiB, 0), cpus: max(cpus, 0), lastAvail: -1,
+		meminfo: readMeminfo, now: time.Now, poll: pollInterval}
 }
 
 // NewAuto returns a pool that gates boots on the host's MemAvailable, keeping
@@ -111,21 +123,28 @@ func newAuto(reserveMiB int, meminfo func() (memInfo, error)) *Pool {
 // than once is harmless. A request that can never fit fails at once with an
 // error wrapping ErrTooLarge.
 func (p *Pool) Acquire(ctx context.Context, memMiB, cpus int) (release func(), err error) {
+	_, release, err = p.acquire(ctx, memMiB, cpus, false)
+	return release, err
+}
+
+// acquire is Acquire; measured grants must fit in the host's memory in
+// fixed mode too.
+func (p *Pool) acquire(ctx context.Context, memMiB, cpus int, measured bool) (*grant, func(), error) {
 	if memMiB < 0 || cpus < 0 {
-		return nil, fmt.Errorf("pool: invalid request of %d MiB and %d CPUs", memMiB, cpus)
+		return nil, nil, fmt.Errorf("pool: invalid request of %d MiB and %d CPUs", memMiB, cpus)
 	}
 	if err := p.check(memMiB, cpus); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	sc := scopeFrom(ctx)
 	if sc != nil && sc.done() {
-		return nil, errScopeEnded
+		return nil, nil, errScopeEnded
 	}
 	if err := p.checkScope(sc, memMiB, cpus); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 
-	w := &waiter{mem: memMiB, cpus: cpus, ready: make(chan struct{})}
+	w := &waiter{mem: memMiB, cpus: cpus, measured: measured, ready: make(chan struct{})}
 	p.mu.Lock()
 	p.waiters = append(p.waiters, w)
 	p.grantLocked()
@@ -134,7 +153,7 @@ func (p *Pool) Acquire(ctx context.Context, memMiB, cpus int) (release func(), e
 	// Fixed mode is woken by releases; auto mode must look at the host
 	// again, since memory is freed by processes the pool does not know.
 	var tick <-chan time.Time
-	if p.auto {
+	if p.auto || measured {
 		t := time.NewTicker(p.poll)
 		defer t.Stop()
 		tick = t.C
@@ -142,12 +161,12 @@ func (p *Pool) Acquire(ctx context.Context, memMiB, cpus int) (release func(), e
 	for {
 		select {
 		case <-w.ready:
-			release = func() { p.release(w.g) }
+			release := func() { p.release(w.g) }
 			if sc != nil && !sc.add(w.g, release) {
 				release()
-				return nil, errScopeEnded
+				return nil, nil, errScopeEnded
 			}
-			return release, nil
+			return w.g, release, nil
 		case <-ctx.Done():
 			p.mu.Lock()
 			g := w.g
@@ -158,7 +177,7 @@ func (p *Pool) Acquire(ctx context.Context, memMiB, cpus int) (release func(), e
 			if g != nil { // granted while ctx ended: nobody will use it
 				p.release(g)
 			}
-			return nil, fmt.Errorf("waiting for %d MiB and %d CPUs from the pool: %w", memMiB, cpus, context.Cause(ctx))
+			return nil, nil, fmt.Errorf("waiting for %d MiB and %d CPUs from the pool: %w", memMiB, cpus, context.Cause(ctx))
 		case <-tick:
 			p.mu.Lock()
 			p.grantLocked()
@@ -166,6 +185,50 @@ func (p *Pool) Acquire(ctx context.Context, memMiB, cpus int) (release func(), e
 		}
 	}
 }
+
+// Measured is a reservation for a VM that shares most of its memory with
+// others (resumed from a memory template): it holds an estimate of what
+// the VM keeps privately, which the caller corrects as it measures.
+type Measured struct {
+	p       *Pool
+	g       *grant
+	release func()
+}
+
+// AcquireMeasured reserves estimateMiB MiB and cpus CPUs for a VM whose
+// memory is mostly pages it shares; fullMiB is its guest RAM, the most it
+// can come to hold. In fixed mode the grant must also fit in the host's
+// MemAvailable, since the budget no longer counts a VM at its full size.
+func (p *Pool) AcquireMeasured(ctx context.Context, estimateMiB, fullMiB, cpus int) (*Measured, error) {
+	if estimateMiB < 0 || fullMiB < 0 || estimateMiB > fullMiB {
+		return nil, fmt.Errorf("pool: invalid estimate of %d MiB for a VM of %d MiB", estimateMiB, fullMiB)
+	}
+	g, release, err := p.acquire(ctx, estimateMiB, cpus, true)
+	if err != nil {
+		return nil, err
+	}
+	return &Measured{p: p, g: g, release: release}, nil
+}
+
+// Set makes the reservation mib MiB: what the VM was measured to hold.
+// Growth is accounted even past the budget (the memory is in use), so
+// later VMs wait for it.
+func (m *Measured) Set(mib int) {
+	p := m.p
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if m.g.released {
+		return
+	}
+	mib = max(mib, 0)
+	p.usedMem += mib - m.g.mem
+	m.g.mem = mib
+	p.grantLocked()
+}
+
+// Release gives the reservation back; calling it more than once is
+// harmless.
+func (m *Measured) Release() { m.release() }
 
 // check fails requests that no amount of waiting can grant.
 func (p *Pool) check(memMiB, cpus int) error {
@@ -217,21 +280,26 @@ func (p *Pool) grantLocked() {
 	if len(p.waiters) == 0 {
 		return
 	}
-	fits := p.fixedFits
+	var fits, hostFits func(mem, cpus int) bool
 	if p.auto {
 		fits = p.autoFits()
+	} else {
+		fits = p.fixedFits
 	}
 	kept := p.waiters[:0]
 	for _, w := range p.waiters {
-		if !fits(w.mem, w.cpus) {
+		if !p.auto && w.measured && hostFits == nil {
+			hostFits = p.autoFits()
+		}
+		if !fits(w.mem, w.cpus) || !p.auto && w.measured && !hostFits(w.mem, w.cpus) {
 			kept = append(kept, w)
 			continue
 		}
-		w.g = &grant{mem: w.mem, cpus: w.cpus}
+		w.g = &grant{mem: w.mem, cpus: w.cpus, measured: w.measured}
 		p.usedMem += w.mem
 		p.usedCPUs += w.cpus
 		p.held++
-		if p.auto {
+		if p.auto || w.measured {
 			w.g.at = p.now()
 			p.recent = append(p.recent, w.g)
 		}
@@ -294,6 +362,7 @@ func (p *Pool) release(g *grant) {
 		}
 		p.mu.Lock()
 		defer p.mu.Unlock()
+		g.released = true
 		p.usedMem -= g.mem
 		p.usedCPUs -= g.cpus
 		p.held--

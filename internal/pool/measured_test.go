@@ -1,0 +1,130 @@
+package pool
+
+import (
+	"context"
+	"os"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// A fixed budget of 1024 MiB holds eight template VMs estimated at 128
+// MiB where it held two of 512; a VM measured to grow takes more of it.
+func TestMeasuredFixedChargesTheEstimate(t *testing.T) {
+	h := &fakeHost{avail: 16384, total: 16384, now: time.Unix(1000, 0)}
+	p := NewFixed(1024, 0)
+	p.meminfo, p.now, p.poll = h.meminfo, h.clock, time.Millisecond
+	var vms []*Measured
+	for range 8 {
+		m, err := p.AcquireMeasured(context.Background(), 128, 512, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vms = append(vms, m)
+	}
+	if u := p.Usage(); u.MemMiB != 1024 || u.VMs != 8 {
+		t.Fatalf("usage %+v, want 1024 MiB in 8 VMs", u)
+	}
+	done := make(chan error, 1)
+	go func() {
+		m, err := p.AcquireMeasured(context.Background(), 128, 512, 1)
+		if err == nil {
+			m.Release()
+		}
+		done <- err
+	}()
+	waitWaiting(t, p, 1)
+	// One VM writes much of its memory, another is released: the
+	// budget is still full, so the waiter still waits.
+	vms[0].Set(256)
+	vms[1].Release()
+	time.Sleep(20 * time.Millisecond)
+	if p.Usage().Waiting != 1 {
+		t.Fatal("a waiter got in while a grown VM fills the budget")
+	}
+	vms[0].Set(64) // measured smaller again
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range vms {
+		m.Release()
+	}
+	vms[1].Set(500) // after release: no effect
+	if u := p.Usage(); u.MemMiB != 0 || u.VMs != 0 {
+		t.Errorf("usage after all releases %+v", u)
+	}
+}
+
+// In fixed mode a measured grant must also fit in the host's memory:
+// its budget no longer counts the VM at its full size.
+func TestMeasuredFixedBoundedByTheHost(t *testing.T) {
+	h := &fakeHost{avail: 100, total: 16384, now: time.Unix(1000, 0)}
+	p := NewFixed(8192, 0)
+	p.meminfo, p.now, p.poll = h.meminfo, h.clock, time.Millisecond
+	done := make(chan error, 1)
+	go func() {
+		m, err := p.AcquireMeasured(context.Background(), 128, 512, 1)
+		if err == nil {
+			m.Release()
+		}
+		done <- err
+	}()
+	waitWaiting(t, p, 1)
+	h.set(func(h *fakeHost) { h.avail = 1024 })
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// Recent measured grants are promised too, as in auto mode.
+	m1, _ := p.AcquireMeasured(context.Background(), 600, 1024, 1)
+	defer m1.Release()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := p.AcquireMeasured(ctx, 600, 1024, 1); err == nil {
+		t.Error("two 600 MiB grants went into 1024 MiB of MemAvailable at once")
+	}
+}
+
+func TestMeasuredRejectsBadEstimates(t *testing.T) {
+	p := NewFixed(0, 0)
+	for _, c := range [][2]int{{-1, 512}, {600, 512}, {1, -1}} {
+		if _, err := p.AcquireMeasured(context.Background(), c[0], c[1], 1); err == nil {
+			t.Errorf("AcquireMeasured(%d, %d) accepted", c[0], c[1])
+		}
+	}
+}
+
+func TestParseSmapsRollup(t *testing.T) {
+	data := []byte(`55d0c0a00000-7ffd8a9f2000 ---p 00000000 00:00 0                          [rollup]
+Rss:              312344 kB
+Pss:              160512 kB
+Shared_Clean:     150000 kB
+Private_Clean:      2000 kB
+Private_Dirty:     90000 kB
+Swap:               1000 kB
+`)
+	kb, err := parseSmapsRollup(data)
+	if err != nil || kb != 91000 {
+		t.Errorf("parseSmapsRollup = %d, %v; want 91000", kb, err)
+	}
+	for _, bad := range []string{"Rss: 1 kB\n", "Private_Dirty: x kB\n", "Private_Dirty: 5\n", "Private_Dirty: -5 kB\n"} {
+		if _, err := parseSmapsRollup([]byte(bad)); err == nil {
+			t.Errorf("parseSmapsRollup(%q) accepted", bad)
+		}
+	}
+}
+
+// This process has written memory of its own: a real rollup says so.
+func TestPrivateDirtyOfThisProcess(t *testing.T) {
+	buf := make([]byte, 64<<20)
+	for i := range buf {
+		buf[i] = 1
+	}
+	mib, err := PrivateDirtyMiB(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mib < 64 {
+		t.Errorf("PrivateDirtyMiB = %d with 64 MiB written", mib)
+	}
+	runtime.KeepAlive(buf)
+}
