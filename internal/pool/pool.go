@@ -89,7 +89,7 @@ type grant struct {
 // waiter is an Acquire that has not been granted yet.
 type waiter struct {
 	mem, cpus int
-	measured  bool // AcquireMeasured's
+	measured  bool          // AcquireMeasured's
 	ready     chan struct{} // closed when g is set
 	g         *grant
 }
