@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/provium/provium/internal/cache"
@@ -59,12 +60,91 @@ func guestModules(dir string, hw needs, transport boot.Transport) ([]string, err
 	if hw.net {
 		names = append(append([]string{}, names...), kmod.NetModules...)
 	}
+	memo := filepath.Join(cache.Modules(), cache.Key(modulesMemoVersion, dir, strings.Join(names, " "))[:32])
+	if mods, ok := readModulesMemo(memo, dir); ok {
+		modulesCache.Store(key, mods)
+		return mods, nil
+	}
 	mods, err := kmod.Resolve(dir, names...)
 	if err != nil {
 		return nil, fmt.Errorf("guest modules: %w", err)
 	}
+	writeModulesMemo(memo, dir, mods)
 	modulesCache.Store(key, mods)
 	return mods, nil
+}
+
+// modulesMemoVersion changes when the memo's layout or what it stands
+// for does.
+const modulesMemoVersion = "modules-memo/1"
+
+// A module tree's resolution is remembered in the cache: resolving walks
+// the whole tree and reads every module's metadata (decompressing it,
+// for a host's .ko.xz), which a command would otherwise pay before its
+// first VM starts. The memo holds the fingerprint of modules.builtin and
+// of every module file it names, and stands while they are unchanged: a
+// module's dependencies are in its own file, and what is built in is in
+// modules.builtin.
+
+// readModulesMemo returns the modules the memo at path remembers for the
+// tree dir, if it still holds.
+func readModulesMemo(path, dir string) ([]string, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, false
+	}
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	if len(lines) == 0 || lines[0] != builtinFingerprint(dir) {
+		return nil, false
+	}
+	var mods []string
+	for _, l := range lines[1:] {
+		mod, fp, ok := strings.Cut(l, "\t")
+		if !ok {
+			return nil, false
+		}
+		if now, err := cache.Fingerprint(mod); err != nil || now != fp {
+			return nil, false
+		}
+		mods = append(mods, mod)
+	}
+	return mods, true
+}
+
+// writeModulesMemo remembers mods for the tree dir at path. A cache
+// that cannot be written to only costs the next command a resolution.
+func writeModulesMemo(path, dir string, mods []string) {
+	lines := []string{builtinFingerprint(dir)}
+	for _, m := range mods {
+		fp, err := cache.Fingerprint(m)
+		if err != nil {
+			return
+		}
+		lines = append(lines, m+"\t"+fp)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return
+	}
+	if cache.WriteFile(path, 0o644, func(w io.Writer) error {
+		_, err := io.WriteString(w, strings.Join(lines, "\n")+"\n")
+		return err
+	}) == nil {
+		cache.Prune(filepath.Dir(path), "*", cache.Limit{MaxEntries: keepModulesMemos}, path)
+	}
+}
+
+// keepModulesMemos bounds the remembered resolutions: a few for each
+// kernel a user boots.
+const keepModulesMemos = 256
+
+// builtinFingerprint is the fingerprint of the tree's modules.builtin,
+// or "none" without one.
+func builtinFingerprint(dir string) string {
+	fp, err := cache.Fingerprint(filepath.Join(dir, "modules.builtin"))
+	if err != nil {
+		return "none"
+	}
+	return fp
 }
 
 // baseInitrd returns an initramfs with the profile's own archive followed by
@@ -97,7 +177,13 @@ func baseInitrd(p *profile.Profile, hw needs, transport boot.Transport) (string,
 		}
 		parts = append(parts, m, fp)
 	}
-	if p.Initrd != "" {
+	switch {
+	case p.InitrdFrom != "":
+		// An archive Provium generated is named by what it was made
+		// from, and its fingerprint changes at every use (the cache
+		// touches it): its name is what says which it is.
+		parts = append(parts, "generated initrd", p.Initrd)
+	case p.Initrd != "":
 		fp, err := cache.Fingerprint(p.Initrd)
 		if err != nil {
 			return "", fmt.Errorf("profile %s: initrd: %w", p.Name, err)
