@@ -5,8 +5,6 @@ package harness
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -116,7 +114,9 @@ var buildID struct {
 }
 
 // BuildID identifies the provium build by the content of its binary, so a
-// new build never resumes snapshots of an old agent.
+// new build never resumes snapshots of an old agent. The hash is the
+// cache's, remembered by the binary's fingerprint, so that a command
+// does not read the whole binary before its first VM starts.
 func BuildID() (string, error) {
 	buildID.once.Do(func() {
 		exe, err := machine.AgentBinary()
@@ -124,18 +124,12 @@ func BuildID() (string, error) {
 			buildID.err = err
 			return
 		}
-		f, err := os.Open(exe)
+		sum, err := cache.Hash(exe)
 		if err != nil {
 			buildID.err = fmt.Errorf("hash provium binary: %w", err)
 			return
 		}
-		defer f.Close()
-		h := sha256.New()
-		if _, err := io.Copy(h, f); err != nil {
-			buildID.err = fmt.Errorf("hash provium binary: %w", err)
-			return
-		}
-		buildID.id = hex.EncodeToString(h.Sum(nil))[:16]
+		buildID.id = sum[:16]
 	})
 	return buildID.id, buildID.err
 }
