@@ -33,8 +33,9 @@ Without a terminal (standard input piped), the input is run as a script
 by the guest's /bin/sh; its output and exit status are the command's.
 
 Options:
-  --fixture NAME   resume fixture NAME (fixtures/NAME.lua under this
-                   directory, or the script's path), built if needed
+  --fixture NAME   resume fixture NAME, built if needed: fixtures/NAME.lua
+                   in this directory, else the only one below it; or
+                   the script's path
   --as UID[:GID]   open the shell as another identity: a worker with
                    those credentials (GID defaults to UID)
   --gdb            start QEMU's gdbstub on a free local port and print

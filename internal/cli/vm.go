@@ -6,12 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/provium/provium/internal/fixture"
 	"github.com/provium/provium/internal/harness"
 	"github.com/provium/provium/internal/luaapi"
 	"github.com/provium/provium/internal/machine"
@@ -151,50 +151,49 @@ func fixtureName(arg string) string {
 }
 
 // fixtureHome returns the file an interactive command runs as, so that
-// its host finds the fixture: a script path names its fixtures
-// directory; a bare name is looked up under startDir, which must hold
-// exactly one fixtures/NAME.lua.
+// its host finds the fixture as a test file there would: by name, with
+// fixture.Lookup. A script path names the directory above its fixtures
+// directory. A bare name is the fixture of a test file in startDir
+// (fixtures/NAME.lua there), else the only fixtures/NAME.lua that the
+// project's walk finds below it.
 func fixtureHome(startDir, arg string) (string, error) {
+	home := func(script string) string { return filepath.Join(filepath.Dir(filepath.Dir(script)), "interactive") }
 	if strings.ContainsRune(arg, '/') || strings.HasSuffix(arg, ".lua") {
 		p := arg
 		if !filepath.IsAbs(p) {
 			p = filepath.Join(startDir, p)
 		}
+		p = filepath.Clean(p)
 		if _, err := os.Stat(p); err != nil {
 			return "", fmt.Errorf("--fixture %s: %w", arg, err)
 		}
-		if filepath.Base(filepath.Dir(p)) != "fixtures" {
-			return "", fmt.Errorf("--fixture %s: a fixture script lives in a directory named fixtures", arg)
+		name := fixtureName(p)
+		dir := filepath.Dir(home(p))
+		if found, err := fixture.Lookup(name, dir, dir); err != nil || found != p {
+			return "", fmt.Errorf("--fixture %s: a fixture script is %s/NAME.lua", arg, fixture.ScriptDir)
 		}
-		return filepath.Join(filepath.Dir(filepath.Dir(p)), "interactive"), nil
+		return home(p), nil
 	}
-	if arg == "" || arg == "." || arg == ".." {
+	if !fixture.ValidName(arg) {
 		return "", fmt.Errorf("--fixture %q: not a fixture name", arg)
 	}
-	var found []string
-	err := filepath.WalkDir(startDir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return nil // an unreadable directory holds no fixture we can use
-		}
-		if d.IsDir() && p != startDir && strings.HasPrefix(d.Name(), ".") {
-			return filepath.SkipDir
-		}
-		if !d.IsDir() && d.Name() == arg+".lua" && filepath.Base(filepath.Dir(p)) == "fixtures" {
-			found = append(found, p)
-		}
-		return nil
-	})
+	if p, err := fixture.Lookup(arg, startDir, startDir); err == nil {
+		return home(p), nil
+	}
+	found, err := runner.FixtureScripts(startDir, arg)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("--fixture %s: %w", arg, err)
 	}
 	switch len(found) {
 	case 0:
-		return "", fmt.Errorf("--fixture %s: no fixtures/%s.lua under %s", arg, arg, startDir)
+		return "", fmt.Errorf("--fixture %s: no %s/%s.lua in or under %s", arg, fixture.ScriptDir, arg, startDir)
 	case 1:
-		return filepath.Join(filepath.Dir(filepath.Dir(found[0])), "interactive"), nil
+		return home(found[0]), nil
 	}
 	for i, f := range found {
-		found[i], _ = filepath.Rel(startDir, f)
+		if rel, err := filepath.Rel(startDir, f); err == nil {
+			found[i] = rel
+		}
 	}
 	return "", fmt.Errorf("--fixture %s: %d scripts of that name (%s); give one's path", arg, len(found), strings.Join(found, ", "))
 }

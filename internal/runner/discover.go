@@ -11,7 +11,7 @@ import (
 
 // Discover returns the test files that args name, sorted by path. A
 // directory stands for every *.lua file below it, except in directories
-// named "fixtures" (fixture scripts are not tests) and hidden ones; a file is taken as given,
+// named "fixtures" and hidden ones (see walkProject); a file is taken as given,
 // whatever its name. Relative args are resolved against startDir, and the
 // result is relative to startDir when inside it, absolute otherwise, so that
 // paths read the same in output, logs and shards wherever the tree lives.
@@ -35,25 +35,10 @@ func Discover(startDir string, args []string) ([]string, error) {
 			add(root)
 			continue
 		}
-		err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			// A fixtures directory the user named is walked: the
-			// exclusion is for what discovery finds, not for what
-			// was asked for.
-			if d.IsDir() && d.Name() == "fixtures" && path != root {
-				return filepath.SkipDir
-			}
-			// Hidden directories hold tools' files (.git, the editor
-			// definitions in .provium), not tests.
-			if d.IsDir() && strings.HasPrefix(d.Name(), ".") && len(d.Name()) > 1 && path != root {
-				return filepath.SkipDir
-			}
-			if !d.IsDir() && strings.HasSuffix(d.Name(), ".lua") {
+		err = walkProject(root, true, func(path string, d fs.DirEntry) {
+			if strings.HasSuffix(d.Name(), ".lua") {
 				add(path)
 			}
-			return nil
 		})
 		if err != nil {
 			return nil, fmt.Errorf("walking %s: %w", arg, err)
@@ -61,6 +46,52 @@ func Discover(startDir string, args []string) ([]string, error) {
 	}
 	slices.Sort(files)
 	return files, nil
+}
+
+// walkProject calls file for every file under root that a walk of the
+// project looks at. Hidden directories hold tools' files (.git, the
+// editor definitions in .provium), not tests or fixtures, and are left
+// out; with tests, so are directories named "fixtures" (fixture scripts
+// are not tests). root itself is walked whatever its name: the exclusions
+// are for what the walk finds, not for what was asked for.
+func walkProject(root string, tests bool, file func(path string, d fs.DirEntry)) error {
+	return filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() {
+			file(path, d)
+			return nil
+		}
+		if path == root {
+			return nil
+		}
+		if (tests && d.Name() == "fixtures") || (strings.HasPrefix(d.Name(), ".") && len(d.Name()) > 1) {
+			return filepath.SkipDir
+		}
+		return nil
+	})
+}
+
+// FixtureScripts returns every script of fixture name under startDir,
+// fixtures/<name>.lua at any depth, walked as Discover walks (hidden
+// directories left out), sorted, as absolute paths.
+func FixtureScripts(startDir, name string) ([]string, error) {
+	root, err := filepath.Abs(startDir)
+	if err != nil {
+		return nil, err
+	}
+	var found []string
+	err = walkProject(root, false, func(path string, d fs.DirEntry) {
+		if d.Name() == name+".lua" && filepath.Base(filepath.Dir(path)) == "fixtures" {
+			found = append(found, path)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("walking %s: %w", startDir, err)
+	}
+	slices.Sort(found)
+	return found, nil
 }
 
 // unwrapPathError drops the path an *fs.PathError repeats, since the caller

@@ -266,3 +266,39 @@ func TestRunDirIsTheUsersOwn(t *testing.T) {
 		}
 	}
 }
+
+// TestFixtureScripts finds a fixture's scripts at any depth, as discovery
+// walks: into fixtures directories, past hidden ones.
+func TestFixtureScripts(t *testing.T) {
+	dir := tree(t,
+		"fixtures/db.lua",
+		"tests/fixtures/db.lua",
+		"tests/sub/fixtures/db.lua",
+		"tests/fixtures/web.lua",
+		"tests/db.lua",                 // a test, not a fixture
+		"tests/notfixtures/db.lua",     // only a directory named exactly "fixtures" holds them
+		".git/fixtures/db.lua",         // hidden directories are tools'
+		"tests/.cache/fixtures/db.lua", // at any depth
+	)
+	got, err := FixtureScripts(dir, "db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		filepath.Join(dir, "fixtures/db.lua"),
+		filepath.Join(dir, "tests/fixtures/db.lua"),
+		filepath.Join(dir, "tests/sub/fixtures/db.lua"),
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("FixtureScripts(db) = %q, want %q", got, want)
+	}
+	if got, err := FixtureScripts(filepath.Join(dir, "tests"), "web"); err != nil || !slices.Equal(got, []string{filepath.Join(dir, "tests/fixtures/web.lua")}) {
+		t.Errorf("FixtureScripts(tests, web) = %q, %v", got, err)
+	}
+	if got, err := FixtureScripts(dir, "none"); err != nil || len(got) != 0 {
+		t.Errorf("FixtureScripts(none) = %q, %v; want nothing", got, err)
+	}
+	if _, err := FixtureScripts(filepath.Join(dir, "missing"), "db"); err == nil {
+		t.Error("FixtureScripts under a missing directory: no error")
+	}
+}
