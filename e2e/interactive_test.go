@@ -26,7 +26,18 @@ func newTmux(t *testing.T, e *Env, cmd string) *tmux {
 		t.Fatal("tmux is needed to drive the interactive commands: install it (scripts/setup --tests)")
 	}
 	x := &tmux{t: t, socket: filepath.Join(t.TempDir(), "tmux.sock")}
-	t.Cleanup(func() { exec.Command("tmux", "-S", x.socket, "kill-server").Run() })
+	t.Cleanup(func() {
+		exec.Command("tmux", "-S", x.socket, "kill-server").Run()
+		// No server may outlive its test.
+		deadline := time.Now().Add(5 * time.Second)
+		for exec.Command("pgrep", "-f", "tmux -S "+x.socket).Run() == nil {
+			if time.Now().After(deadline) {
+				t.Errorf("the tmux server of %s is still running", x.socket)
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
 	x.run("new-session", "-d", "-x", "120", "-y", "40", "-c", e.Dir, x.shellCommand(e, cmd))
 	return x
 }
@@ -145,6 +156,42 @@ func TestShell(t *testing.T) {
 		t.Errorf("piped shell --as 1000:1001: stdout %q, stderr %q", out.String(), errb.String())
 	}
 	noVMsLeft(t, e)
+}
+
+// TestShellFixture opens provium shell --fixture in a terminal, on the VM
+// of a fixture found below the project by its name: the shell sees the
+// file the fixture wrote. Then piped, by the script's path: each shell
+// resumes the fixture as it was built, whatever the last one changed.
+func TestShellFixture(t *testing.T) {
+	e := NewEnv(t, map[string]string{"tests/fixtures/seeded.lua": `
+local vm = provium.create("default")
+vm:boot()
+vm:write_file("/root/seed", "planted by the fixture\n")
+`})
+	x := newTmux(t, e, provium+" shell --fixture seeded")
+	x.waitFor(first, `(?m)\[seeded#\d+ [^\]]*\]# $`, 3*time.Minute)
+	x.keys(first, "cat /root/seed", "Enter")
+	x.waitFor(first, `(?m)^planted by the fixture$`, time.Minute)
+	x.keys(first, "echo trampled > /root/seed; exit", "Enter")
+	x.waitFor(first, `(?m)^EXITED 0$`, time.Minute)
+	noVMsLeft(t, e)
+
+	for _, arg := range []string{"tests/fixtures/seeded.lua", "seeded"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		cmd := e.Command(ctx, "shell", "--fixture", arg)
+		cmd.Stdin = strings.NewReader("cat /root/seed\necho trampled > /root/seed\nexit 4\n")
+		var out, errb strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		cancel()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 4 {
+			t.Fatalf("piped shell --fixture %s: %v, want exit 4\n%s\n%s", arg, err, out.String(), errb.String())
+		}
+		if out.String() != "planted by the fixture\n" {
+			t.Errorf("piped shell --fixture %s: stdout %q, want the fixture's file", arg, out.String())
+		}
+		noVMsLeft(t, e)
+	}
 }
 
 // TestPauseOnFailure pauses a failing test, attaches from a second
