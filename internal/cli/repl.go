@@ -11,7 +11,6 @@ import (
 	"strings"
 
 	"github.com/provium/provium/internal/attach"
-	"github.com/provium/provium/internal/harness"
 	"github.com/provium/provium/internal/luaapi"
 	"github.com/provium/provium/internal/machine"
 	"github.com/provium/provium/internal/network"
@@ -95,30 +94,15 @@ func runREPL(args []string) int {
 	}
 	interactive := termlink.IsTerminal(os.Stdin)
 	var out io.Writer = os.Stdout
-	note := func(format string, args ...any) { fmt.Fprintf(os.Stderr, format, args...) }
 	if interactive {
 		// The prompt keeps the terminal raw.
 		out = repl.RawWriter(os.Stdout)
-		raw := repl.RawWriter(os.Stderr)
-		note = func(format string, args ...any) { fmt.Fprintf(raw, format, args...) }
 	}
-	cfg := harness.Config{Debug: opts.debug.machineDebug(note)}
-	if opts.debug.console {
-		cfg.Console = func(_, vm, line string) { note("%s", consoleLine(vm, line)) }
-	}
-	file := filepath.Join(wd, "interactive")
-	switch {
-	case opts.file != "":
-		if file, err = filepath.Abs(opts.file); err == nil {
-			_, err = os.Stat(file)
-		}
-	case opts.target.fixture != "":
-		file, err = fixtureHome(wd, opts.target.fixture)
-	}
+	file, err := sessionFile(wd, opts.target, opts.file)
 	if err != nil {
 		return usageError(os.Stderr, "repl", err)
 	}
-	s, err := openSession("repl", wd, file, os.Stderr, cfg)
+	s, err := openSession("repl", wd, file, os.Stderr, opts.debug.harnessConfig(notes(interactive)))
 	if err != nil {
 		return usageError(os.Stderr, "repl", err)
 	}

@@ -11,7 +11,6 @@ import (
 	"strings"
 
 	"github.com/provium/provium/internal/client"
-	"github.com/provium/provium/internal/harness"
 	"github.com/provium/provium/internal/linuxabi"
 	"github.com/provium/provium/internal/luaapi"
 	"github.com/provium/provium/internal/termlink"
@@ -107,22 +106,11 @@ func runShell(args []string) int {
 		return usageError(os.Stderr, "shell", err)
 	}
 	interactive := termlink.IsTerminal(os.Stdin)
-	note := func(format string, args ...any) { fmt.Fprintf(os.Stderr, format, args...) }
-	if interactive {
-		// The terminal may be raw by the time QEMU says where gdb goes.
-		note = func(format string, args ...any) { fmt.Fprint(os.Stderr, crlf(fmt.Sprintf(format, args...))) }
+	file, err := sessionFile(wd, opts.target, "")
+	if err != nil {
+		return usageError(os.Stderr, "shell", err)
 	}
-	cfg := harness.Config{Debug: opts.debug.machineDebug(note)}
-	if opts.debug.console {
-		cfg.Console = func(_, vm, line string) { note("%s", consoleLine(vm, line)) }
-	}
-	file := wd + "/interactive"
-	if opts.target.fixture != "" {
-		if file, err = fixtureHome(wd, opts.target.fixture); err != nil {
-			return usageError(os.Stderr, "shell", err)
-		}
-	}
-	s, err := openSession("shell", wd, file, os.Stderr, cfg)
+	s, err := openSession("shell", wd, file, os.Stderr, opts.debug.harnessConfig(notes(interactive)))
 	if err != nil {
 		return usageError(os.Stderr, "shell", err)
 	}
@@ -252,9 +240,4 @@ func becomeWorker(ctx context.Context, a *client.Agent, id identity) (*client.Ag
 		}
 	}
 	return w, nil
-}
-
-// crlf ends lines as a raw terminal needs them.
-func crlf(s string) string {
-	return strings.ReplaceAll(strings.ReplaceAll(s, "\r\n", "\n"), "\n", "\r\n")
 }

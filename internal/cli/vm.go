@@ -17,6 +17,7 @@ import (
 	"github.com/provium/provium/internal/machine"
 	"github.com/provium/provium/internal/pool"
 	"github.com/provium/provium/internal/printable"
+	"github.com/provium/provium/internal/repl"
 	"github.com/provium/provium/internal/runner"
 )
 
@@ -50,6 +51,44 @@ func (d debugFlags) machineDebug(note func(format string, args ...any)) machine.
 			}
 		},
 	}
+}
+
+// harnessConfig is the harness configuration of shell and repl: the
+// debugger's and the console's lines go to note.
+func (d debugFlags) harnessConfig(note func(format string, args ...any)) harness.Config {
+	cfg := harness.Config{Debug: d.machineDebug(note)}
+	if d.console {
+		cfg.Console = func(_, vm, line string) { note("%s", consoleLine(vm, line)) }
+	}
+	return cfg
+}
+
+// notes returns how shell and repl tell the user things on standard
+// error: on a terminal, which may be raw by the time QEMU says where gdb
+// goes, with lines ended for it.
+func notes(interactive bool) func(format string, args ...any) {
+	var w io.Writer = os.Stderr
+	if interactive {
+		w = repl.RawWriter(os.Stderr)
+	}
+	return func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
+}
+
+// sessionFile is the file an interactive command's host runs as: the
+// test file it was given, or one beside the fixture it resumes, or one
+// in startDir.
+func sessionFile(startDir string, t vmTarget, testFile string) (string, error) {
+	switch {
+	case testFile != "":
+		file, err := filepath.Abs(testFile)
+		if err == nil {
+			_, err = os.Stat(file)
+		}
+		return file, err
+	case t.fixture != "":
+		return fixtureHome(startDir, t.fixture)
+	}
+	return filepath.Join(startDir, "interactive"), nil
 }
 
 // consoleLine shows a console line of vm as text on a terminal.
