@@ -7,12 +7,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"time"
-
-	"github.com/provium/provium/internal/cache"
-	"github.com/provium/provium/internal/fixture"
 )
+
+// suiteFixture is the fixture the suite's files share, named for the
+// bench so that its cache entries are told from the user's.
+const suiteFixture = "provium-bench-suite"
 
 // Suite writes a suite of n small files that each resume one shared fixture,
 // runs it with provium's default settings and prints files per minute.
@@ -22,23 +22,23 @@ func Suite(ctx context.Context, out io.Writer, n int) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	defer forgetFixtures(dir)
+	defer forgetFixtures(suiteFixture, fixtureDirs(suiteFixture))
 	if err := os.MkdirAll(filepath.Join(dir, "tests", "fixtures"), 0o755); err != nil {
 		return err
 	}
 	fixture := "local vm = provium.create(\"minimal\"):boot()\nvm:write_file(\"/tmp/ready\", \"yes\")\n"
-	if err := os.WriteFile(filepath.Join(dir, "tests", "fixtures", "shared.lua"), []byte(fixture), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "tests", "fixtures", suiteFixture+".lua"), []byte(fixture), 0o644); err != nil {
 		return err
 	}
 	for i := 0; i < n; i++ {
-		body := fmt.Sprintf(`local vm = provium.fixture("shared")
+		body := fmt.Sprintf(`local vm = provium.fixture(%q)
 test("state", function()
   assert_eq("yes", vm:read_file("/tmp/ready"))
   assert(vm:exec("echo %d > /tmp/n").ok)
   assert_eq("%d", vm:exec("cat /tmp/n").stdout.trim())
 end)
 vm:shutdown()
-`, i, i)
+`, suiteFixture, i, i)
 		if err := os.WriteFile(filepath.Join(dir, "tests", fmt.Sprintf("t%02d.lua", i)), []byte(body), 0o644); err != nil {
 			return err
 		}
@@ -68,16 +68,4 @@ vm:shutdown()
 	fmt.Fprintf(out, "suite of %d files, fixture built  %8.1f s  (%.0f files/min)\n", n, first.Seconds(), float64(n)/first.Minutes())
 	fmt.Fprintf(out, "suite of %d files, fixture cached %8.1f s  (%.0f files/min)\n", n, warm.Seconds(), float64(n)/warm.Minutes())
 	return nil
-}
-
-// forgetFixtures drops the cache entries the generated suite made: their
-// scripts are gone with it.
-func forgetFixtures(dir string) {
-	root := cache.Fixtures()
-	for _, e := range fixture.List(root) {
-		if strings.HasPrefix(e.Script, dir+string(os.PathSeparator)) {
-			os.RemoveAll(e.Dir)
-			os.Remove(e.Dir + ".lock")
-		}
-	}
 }

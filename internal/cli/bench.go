@@ -12,13 +12,13 @@ import (
 )
 
 func init() {
-	register("bench", "measure boot, resume, round trips, throughput and workers on real VMs", runBench)
+	register("bench", "measure boot, resume, round trips, throughput, workers and the shell on real VMs", runBench)
 }
 
 func runBench(args []string) int {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: provium bench [-profile NAME] [-boots N] [-boot-only | -network-only] [-rounds N] [-suite N]\n\nBoots real VMs and prints what each operation costs.")
+		fmt.Fprintln(fs.Output(), "usage: provium bench [-profile NAME] [-boots N] [-boot-only | -network-only | -shell-only] [-rounds N] [-suite N]\n\nBoots real VMs and prints what each operation costs.")
 		fs.PrintDefaults()
 	}
 	profile := fs.String("profile", "minimal", "profile to boot")
@@ -27,6 +27,7 @@ func runBench(args []string) int {
 	bootOnly := fs.Bool("boot-only", false, "measure only cold boots")
 	networkOnly := fs.Bool("network-only", false, "measure only VM-to-VM round trip and TCP throughput")
 	suite := fs.Int("suite", 40, "files in the generated suite that resumes one shared fixture (0 skips it)")
+	shellOnly := fs.Bool("shell-only", false, "measure only provium shell to its prompt, against cold boots and fixture resumes")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return exitOK
@@ -35,14 +36,21 @@ func runBench(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if *networkOnly {
+	if n := btoi(*bootOnly) + btoi(*networkOnly) + btoi(*shellOnly); n > 1 {
+		fmt.Fprintln(os.Stderr, "provium bench: one of -boot-only, -network-only and -shell-only at most")
+		return exitUsage
+	}
+	if *networkOnly || *shellOnly {
 		*bootOnly, *suite = false, 0
 	}
 	var err error
-	if !*networkOnly {
+	if !*networkOnly && !*shellOnly {
 		err = bench.Run(ctx, os.Stdout, bench.Options{Profile: *profile, Rounds: *rounds, Boots: *boots, BootOnly: *bootOnly})
 	}
-	if err == nil && !*bootOnly {
+	if err == nil && !*bootOnly && !*networkOnly {
+		err = bench.Shell(ctx, os.Stdout, bench.Options{Profile: *profile, Boots: *boots})
+	}
+	if err == nil && !*bootOnly && !*shellOnly {
 		err = bench.Network(ctx, os.Stdout, bench.Options{Profile: *profile})
 	}
 	if err == nil && *suite > 0 && !*bootOnly {
@@ -56,4 +64,11 @@ func runBench(args []string) int {
 		return exitFail
 	}
 	return exitOK
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
