@@ -116,7 +116,7 @@ func Run(ctx context.Context, out io.Writer, opts Options) error {
 	var resumes []time.Duration
 	for i := 0; i < 3; i++ {
 		start = time.Now()
-		r, err := machine.Resume(ctx, newVM(fmt.Sprintf("resume%d", i)), snap, shape)
+		r, err := machine.Resume(ctx, newVM(fmt.Sprintf("resume%d", i)), machine.SavedIn(snap), shape)
 		if err != nil {
 			return err
 		}

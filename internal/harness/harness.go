@@ -20,8 +20,10 @@ import (
 	"github.com/provium/provium/internal/fixture"
 	"github.com/provium/provium/internal/luaapi"
 	"github.com/provium/provium/internal/machine"
+	"github.com/provium/provium/internal/memfile"
 	"github.com/provium/provium/internal/pool"
 	"github.com/provium/provium/internal/profile"
+	"github.com/provium/provium/internal/qemu"
 	"github.com/provium/provium/internal/result"
 	"github.com/provium/provium/internal/size"
 )
@@ -100,6 +102,7 @@ func New(cfg Config) (*Harness, error) {
 		BuildTimeout: cfg.BuildTimeout,
 		OnBuilt:      h.fixtureBuilt,
 		Log:          cfg.Notes,
+		Templates:    h.templates,
 	}
 	return h, nil
 }
@@ -149,6 +152,19 @@ func CacheMax() (int64, error) {
 		return 0, fmt.Errorf("PROVIUM_FIXTURE_CACHE_MAX=%q: want a size such as 20G or 512M, or a number of bytes", v)
 	}
 	return int64(n) << 20, nil
+}
+
+// templates tells whether fixtures in dir can be memory templates: not
+// with $PROVIUM_FIXTURE_TEMPLATES=off, and only if QEMU can save them and
+// dir's file system can hold guest memory.
+func (h *Harness) templates(dir string) error {
+	if v := os.Getenv("PROVIUM_FIXTURE_TEMPLATES"); v == "off" {
+		return errors.New("PROVIUM_FIXTURE_TEMPLATES=off")
+	}
+	if err := qemu.Templates(h.run); err != nil {
+		return err
+	}
+	return memfile.Probe(dir)
 }
 
 // plan works out the boot a fixture's manifest describes, in this

@@ -29,6 +29,9 @@ type fileHost struct {
 	// live is set for a test file's host, not a fixture build's: its
 	// VMs get the run's debugger and live console.
 	live bool
+	// ramDir is set for a fixture build that saves memory templates:
+	// its VMs' RAM is a file there (machine.Config.RAMDir).
+	ramDir string
 
 	mu   sync.Mutex
 	vms  []*hostVM
@@ -121,6 +124,7 @@ func (fh *fileHost) machineConfig(name string, v *hostVM) machine.Config {
 		Name:      name,
 		Dir:       fh.h.vmDir(name),
 		Log:       fh.log,
+		RAMDir:    fh.ramDir,
 		OnStop: func() {
 			v.releasePool()
 			fh.h.track(v.VM, false)
@@ -281,7 +285,7 @@ func (fh *fileHost) resumeVM(ctx context.Context, fixtureName, vmName string, ev
 	// The profile says how to read the VM's kernel reports.
 	cfg.Profile, _ = fh.h.profiles.Get(ev.Boot.Profile)
 	cfg.NICSockets = sockets
-	vm, err := machine.Resume(ctx, cfg, ev.Snapshot, ev.Shape)
+	vm, err := machine.Resume(ctx, cfg, machine.Saved{State: ev.Snapshot, Memory: ev.Memory}, ev.Shape)
 	if err != nil {
 		v.releasePool()
 		return nil, err
@@ -375,6 +379,7 @@ func (h *Harness) buildFixture(ctx context.Context, name, script string) (*fixtu
 	// The build's events go to the file that asked for the fixture.
 	emit := emitFrom(ctx, h.emit)
 	host := h.newHost(script, logFile, emit, chain)
+	host.ramDir = fixture.TemplateDir(ctx)
 	// The build's VMs belong to the build, not to the file that asked
 	// for it: that file's end must not take them back from the pool.
 	ctx = pool.WithoutScope(ctx)

@@ -18,6 +18,7 @@ import (
 	"github.com/provium/provium/internal/cache"
 	"github.com/provium/provium/internal/client"
 	"github.com/provium/provium/internal/kernelimage"
+	"github.com/provium/provium/internal/memfile"
 	"github.com/provium/provium/internal/profile"
 	"github.com/provium/provium/internal/qemu"
 	"github.com/provium/provium/internal/result"
@@ -69,6 +70,11 @@ type Config struct {
 	// OnConsole, if set, hears each line of the serial console as it
 	// comes, as the guest wrote it.
 	OnConsole func(line string)
+	// RAMDir, if set, makes the VM's RAM an unnamed file there, mapped
+	// shared (package memfile), so that Snapshot saves a template: the
+	// devices' state, and the file as the RAM. It must be on the file
+	// system the snapshot goes to.
+	RAMDir string
 }
 
 // Shape is everything a snapshot needs to be restored: the same kernel,
@@ -118,7 +124,11 @@ type VM struct {
 	sess     *client.Session
 	shape    Shape
 	sockets  []*os.File // the network cards' (Shape.NICs)
-	stopOnce sync.Once
+	// mem is the file the RAM is in, if it is not QEMU's own; memShared
+	// when the guest writes to it (Config.RAMDir).
+	mem       *os.File
+	memShared bool
+	stopOnce  sync.Once
 	// runTimeout, when set, is the deadline start gives the boot once
 	// the CPUs run: a VM waiting for its debugger has none before.
 	runTimeout time.Duration
@@ -264,7 +274,7 @@ func (vm *VM) Boot(ctx context.Context, opts BootOptions) error {
 	}
 	vm.setStarting(true)
 	defer vm.setStarting(false)
-	err = vm.start(ctx, nil)
+	err = vm.start(ctx, nil, false)
 	if err != nil && plan.TryPVH && earlyExit(err) && vm.console.Empty() {
 		// The kernel has a PVH entry that does not come up under this
 		// QEMU: it never printed a line. Booting through PVH is only a
@@ -274,7 +284,7 @@ func (vm *VM) Boot(ctx context.Context, opts BootOptions) error {
 		kernelimage.Remember(plan.Image, cache.Kernels(), false)
 		vm.discard()
 		vm.shape.Kernel = plan.Image
-		err = vm.start(ctx, nil)
+		err = vm.start(ctx, nil, false)
 	} else if err == nil && plan.TryPVH {
 		kernelimage.Remember(plan.Image, cache.Kernels(), true)
 	}
@@ -319,8 +329,8 @@ func earlyExit(err error) bool { return errors.Is(err, qemu.ErrExited) }
 // unlike stop, it keeps the VM's directory and its place in the pool.
 func (vm *VM) discard() {
 	vm.mu.Lock()
-	proc, sess := vm.proc, vm.sess
-	vm.proc, vm.sess, vm.state = nil, nil, StateCreated
+	proc, sess, mem := vm.proc, vm.sess, vm.mem
+	vm.proc, vm.sess, vm.state, vm.mem = nil, nil, StateCreated, nil
 	vm.mu.Unlock()
 	if sess != nil {
 		sess.Close()
@@ -328,6 +338,9 @@ func (vm *VM) discard() {
 	if proc != nil {
 		proc.Kill()
 		proc.Wait()
+	}
+	if mem != nil {
+		mem.Close()
 	}
 }
 
@@ -378,9 +391,9 @@ func (vm *VM) bootError(what string, err error, timeout time.Duration) error {
 	return vm.guestError(fmt.Errorf("%s %s: %w: %w", what, vm.cfg.Name, ErrBootFailed, err))
 }
 
-// start launches QEMU for vm.shape (restoring from incoming when set) and
-// opens the agent session.
-func (vm *VM) start(ctx context.Context, incoming *os.File) error {
+// start launches QEMU for vm.shape (restoring from incoming when set, a
+// template's state when template is) and opens the agent session.
+func (vm *VM) start(ctx context.Context, incoming *os.File, template bool) error {
 	tr, err := newTransport(vm.shape.Transport)
 	if err != nil {
 		return err
@@ -389,8 +402,19 @@ func (vm *VM) start(ctx context.Context, incoming *os.File) error {
 	if len(vm.sockets) != len(vm.shape.NICs) {
 		return fmt.Errorf("%d network cards, %d sockets for them", len(vm.shape.NICs), len(vm.sockets))
 	}
+	if vm.mem == nil && vm.cfg.RAMDir != "" {
+		// A boot, or the resume of a stream snapshot, into a template.
+		mem, err := memfile.Create(vm.cfg.RAMDir, int64(vm.shape.MemoryMiB)<<20)
+		if err != nil {
+			return err
+		}
+		vm.mu.Lock()
+		vm.mem, vm.memShared = mem, true
+		vm.mu.Unlock()
+	}
 	cfg := vm.shape.qemuConfig(tr.device(), vm.sockets)
-	cfg.Console, cfg.Incoming = vm.console, incoming
+	cfg.Console, cfg.Incoming, cfg.Template = vm.console, incoming, template
+	cfg.Memory, cfg.MemoryShared = vm.mem, vm.memShared
 	gdbAddr := ""
 	var proc *qemu.Process
 	for attempt := 0; ; attempt++ {
@@ -530,7 +554,7 @@ func (vm *VM) stop(state State) {
 	if vm.state == StateRunning || vm.state == StateCreated {
 		vm.state = state
 	}
-	proc, sess := vm.proc, vm.sess
+	proc, sess, mem := vm.proc, vm.sess, vm.mem
 	vm.mu.Unlock()
 	if sess != nil {
 		sess.Close()
@@ -540,6 +564,10 @@ func (vm *VM) stop(state State) {
 		proc.Wait()
 	}
 	vm.stopOnce.Do(func() {
+		if mem != nil {
+			// Unnamed unless a snapshot linked it: closed, it is gone.
+			mem.Close()
+		}
 		if vm.cfg.OnStop != nil {
 			vm.cfg.OnStop()
 		}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/provium/provium/internal/cache"
+	"github.com/provium/provium/internal/memfile"
 )
 
 // Snapshot quiesces the agent (no workers, no jobs, no call in flight),
@@ -16,9 +17,13 @@ import (
 // VM booted from (InitrdFile): a restore needs the very machine that was
 // saved. The returned shape names that copy. Each file appears under its
 // name only once complete.
+//
+// A VM whose RAM is a file of its own (Config.RAMDir) is saved as a
+// template: the stream holds the devices' state only, and the RAM file,
+// synced, becomes MemoryFile. Saved tells the two apart.
 func (vm *VM) Snapshot(ctx context.Context, dir string) (Shape, error) {
 	vm.mu.Lock()
-	state, proc, sess := vm.state, vm.proc, vm.sess
+	state, proc, sess, mem, shared := vm.state, vm.proc, vm.sess, vm.mem, vm.memShared
 	vm.mu.Unlock()
 	if state != StateRunning {
 		return Shape{}, fmt.Errorf("snapshot %s: %w (state: %s)", vm.cfg.Name, ErrState, state)
@@ -32,11 +37,24 @@ func (vm *VM) Snapshot(ctx context.Context, dir string) (Shape, error) {
 		return Shape{}, fmt.Errorf("snapshot %s: keep the initramfs: %w", vm.cfg.Name, err)
 	}
 	shape.Initrd = keep
+	template := mem != nil && shared
+	start := time.Now()
 	err := cache.FillFile(filepath.Join(dir, SnapshotFile), 0o644, func(f *os.File) error {
+		if template {
+			return proc.SaveTemplate(ctx, f)
+		}
 		return proc.SaveSnapshot(ctx, f)
 	})
 	if err != nil {
 		return Shape{}, vm.guestError(fmt.Errorf("snapshot %s: %w", vm.cfg.Name, err))
+	}
+	if template {
+		// The guest is stopped: the file holds its RAM as the state
+		// saved expects it.
+		if err := memfile.Link(mem, filepath.Join(dir, MemoryFile)); err != nil {
+			return Shape{}, fmt.Errorf("snapshot %s: %w", vm.cfg.Name, err)
+		}
+		vm.logf("saved as a template in %v", time.Since(start).Round(time.Millisecond))
 	}
 	vm.Kill()
 	return shape, nil
@@ -62,10 +80,31 @@ func (vm *VM) Quiesce(ctx context.Context) error {
 const (
 	SnapshotFile = "snapshot"
 	InitrdFile   = "initrd"
+	MemoryFile   = "memory" // a template's RAM
 )
 
-// Resume starts a VM from a snapshot taken by Snapshot with the given shape.
-func Resume(ctx context.Context, cfg Config, snapshot string, shape Shape) (*VM, error) {
+// Saved is a snapshot on disk, as Snapshot left it.
+type Saved struct {
+	State string // the migration stream
+	// Memory is a template's RAM file; "" when State holds the RAM too.
+	Memory string
+}
+
+// SavedIn is the snapshot Snapshot saved into dir.
+func SavedIn(dir string) Saved {
+	s := Saved{State: filepath.Join(dir, SnapshotFile)}
+	if _, err := os.Stat(filepath.Join(dir, MemoryFile)); err == nil {
+		s.Memory = filepath.Join(dir, MemoryFile)
+	}
+	return s
+}
+
+// Resume starts a VM from a snapshot taken by Snapshot with the given
+// shape. A template's RAM file is mapped privately: the guest's writes
+// stay its own, and the file is never changed. A VM given a RAMDir gets
+// RAM of its own there instead, a copy of the template's, so that it can
+// be saved in turn.
+func Resume(ctx context.Context, cfg Config, saved Saved, shape Shape) (*VM, error) {
 	start := time.Now()
 	vm := New(cfg)
 	vm.shape = shape
@@ -73,12 +112,26 @@ func Resume(ctx context.Context, cfg Config, snapshot string, shape Shape) (*VM,
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("resume %s: %w", cfg.Name, err)
 	}
-	f, err := os.Open(snapshot)
+	f, err := os.Open(saved.State)
 	if err != nil {
 		vm.stop(StateDead)
 		return nil, fmt.Errorf("resume %s: %w", cfg.Name, err)
 	}
 	defer f.Close()
+	template := saved.Memory != ""
+	if template {
+		var mem *os.File
+		if cfg.RAMDir != "" {
+			mem, err = memfile.Copy(cfg.RAMDir, saved.Memory)
+		} else {
+			mem, err = os.Open(saved.Memory)
+		}
+		if err != nil {
+			vm.stop(StateDead)
+			return nil, fmt.Errorf("resume %s: %w", cfg.Name, err)
+		}
+		vm.mem, vm.memShared = mem, cfg.RAMDir != ""
+	}
 	if cfg.Debug.GDB && cfg.Debug.Wait {
 		vm.runTimeout = ResumeTimeout
 	} else {
@@ -88,7 +141,7 @@ func Resume(ctx context.Context, cfg Config, snapshot string, shape Shape) (*VM,
 	}
 	vm.setStarting(true)
 	defer vm.setStarting(false)
-	if err := vm.start(ctx, f); err != nil {
+	if err := vm.start(ctx, f, template); err != nil {
 		return nil, vm.bootError("resume", err, ResumeTimeout)
 	}
 	if cfg.OnReady != nil {

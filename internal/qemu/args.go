@@ -40,18 +40,34 @@ const (
 	qmpFD = 3
 )
 
+// memoryBackend is the id of the memory backend of a VM whose RAM is a
+// file.
+const memoryBackend = "ram0"
+
 // args returns QEMU's arguments for cfg (after defaults), with the
-// console written to consolePath ("" for none) and the migration stream
-// read from incomingFD (0 for none).
-func (cfg *Config) args(consolePath string, incomingFD int) []string {
+// console written to consolePath ("" for none), the migration stream
+// read from incomingFD (0 for none) and the RAM in the file memoryFD (0:
+// QEMU's own memory).
+func (cfg *Config) args(consolePath string, incomingFD, memoryFD int) []string {
 	accel := cfg.Accel
 	cpu := "max"
 	if accel == "kvm" {
 		cpu = "host"
 	}
+	machine := cfg.Machine
+	var memory []string
+	if memoryFD > 0 {
+		share := "off"
+		if cfg.MemoryShared {
+			share = "on"
+		}
+		machine += ",memory-backend=" + memoryBackend
+		memory = []string{"-object", fmt.Sprintf("memory-backend-file,id=%s,size=%dM,mem-path=/dev/fd/%d,share=%s",
+			memoryBackend, cfg.MemoryMiB, memoryFD, share)}
+	}
 	args := []string{
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-		"-machine", cfg.Machine,
+		"-machine", machine,
 		"-accel", accel,
 		"-cpu", cpu,
 		"-chardev", fmt.Sprintf("socket,id=qmp,fd=%d", qmpFD),
@@ -60,6 +76,7 @@ func (cfg *Config) args(consolePath string, incomingFD int) []string {
 	if cfg.MemoryMiB > 0 {
 		args = append(args, "-m", strconv.Itoa(cfg.MemoryMiB))
 	}
+	args = append(args, memory...)
 	if cfg.CPUs > 0 {
 		args = append(args, "-smp", strconv.Itoa(cfg.CPUs))
 	}
@@ -82,7 +99,13 @@ func (cfg *Config) args(consolePath string, incomingFD int) []string {
 	if cfg.Paused && incomingFD == 0 {
 		args = append(args, "-S")
 	}
-	if incomingFD > 0 {
+	switch {
+	case incomingFD > 0 && cfg.Template:
+		// The capability that leaves the RAM out of the stream must be
+		// set before the load starts: Start sets it, then starts the
+		// load (loadTemplate).
+		args = append(args, "-S", "-incoming", "defer")
+	case incomingFD > 0:
 		// -S: stay paused after the state is loaded, so the caller
 		// decides when the guest runs again.
 		args = append(args, "-S", "-incoming", fmt.Sprintf("fd:%d", incomingFD))

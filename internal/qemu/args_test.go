@@ -103,7 +103,7 @@ func TestArgs(t *testing.T) {
 			if tc.cfg != nil {
 				tc.cfg(&cfg)
 			}
-			args := cfg.args(tc.console, tc.incoming)
+			args := cfg.args(tc.console, tc.incoming, 0)
 			for flag, want := range tc.want {
 				if got := argValue(args, flag); got != want {
 					t.Errorf("%s = %q, want %q\nargs: %q", flag, got, want, args)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 )
 
@@ -32,11 +33,27 @@ type migrationInfo struct {
 // QEMU 7.2 cannot migrate to a file by name, so f's descriptor is passed
 // over QMP (getfd) and the stream written to it (fd: URI).
 func (p *Process) SaveSnapshot(ctx context.Context, f *os.File) error {
+	return p.save(ctx, f, false)
+}
+
+// SaveTemplate is SaveSnapshot for a guest whose RAM is a file mapped
+// shared (Config.Memory, MemoryShared): the stream gets the state of the
+// devices only, the RAM being in the file already. A QEMU started with
+// the file and Config.Template loads it.
+func (p *Process) SaveTemplate(ctx context.Context, f *os.File) error {
+	return p.save(ctx, f, true)
+}
+
+func (p *Process) save(ctx context.Context, f *os.File, template bool) error {
 	if err := p.Stop(ctx); err != nil {
 		return fmt.Errorf("%w: %w", ErrMigration, err)
 	}
+	caps := []map[string]any{{"capability": "events", "state": true}}
+	if template {
+		caps = append(caps, map[string]any{"capability": ignoreShared, "state": true})
+	}
 	if _, err := p.QMP(ctx, "migrate-set-capabilities", map[string]any{
-		"capabilities": []map[string]any{{"capability": "events", "state": true}},
+		"capabilities": caps,
 	}); err != nil {
 		return fmt.Errorf("%w: %w", ErrMigration, err)
 	}
@@ -128,6 +145,63 @@ func (p *Process) queryMigrate(ctx context.Context) (migrationInfo, error) {
 	}
 	err = json.Unmarshal(ret, &info)
 	return info, err
+}
+
+// ignoreShared is the migration capability that leaves RAM mapped shared
+// out of the stream.
+const ignoreShared = "x-ignore-shared"
+
+// loadTemplate starts loading the template state on the descriptor fd of
+// a QEMU waiting with -incoming defer, the RAM left to its memory file.
+func (p *Process) loadTemplate(ctx context.Context, fd int) error {
+	if _, err := p.QMP(ctx, "migrate-set-capabilities", map[string]any{
+		"capabilities": []map[string]any{{"capability": ignoreShared, "state": true}},
+	}); err != nil {
+		return fmt.Errorf("%w: %w", ErrMigration, err)
+	}
+	if _, err := p.QMP(ctx, "migrate-incoming", map[string]string{"uri": fmt.Sprintf("fd:%d", fd)}); err != nil {
+		return fmt.Errorf("%w: %w", ErrMigration, err)
+	}
+	return nil
+}
+
+var templates struct {
+	sync.Once
+	err error
+}
+
+// Templates reports whether this QEMU can save and load templates (its
+// migration has the x-ignore-shared capability) and, if not, why. It
+// asks a QEMU whose guest never runs, once per process.
+func Templates(ctx context.Context) error {
+	templates.Do(func() { templates.err = probeTemplates(ctx) })
+	return templates.err
+}
+
+func probeTemplates(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, qmpTimeout)
+	defer cancel()
+	p, err := Start(ctx, Config{Accel: "tcg", MemoryMiB: 16, Paused: true})
+	if err != nil {
+		return err
+	}
+	defer p.Kill()
+	ret, err := p.QMP(ctx, "query-migrate-capabilities", nil)
+	if err != nil {
+		return err
+	}
+	var caps []struct {
+		Capability string `json:"capability"`
+	}
+	if err := json.Unmarshal(ret, &caps); err != nil {
+		return fmt.Errorf("query-migrate-capabilities: %w", err)
+	}
+	for _, c := range caps {
+		if c.Capability == ignoreShared {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s has no %s migration capability", Binary(), ignoreShared)
 }
 
 // incomingPoll is how often WaitIncoming looks at the run state. The

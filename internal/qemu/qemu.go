@@ -74,6 +74,15 @@ type Config struct {
 	// loads it instead of booting and stays paused (see WaitIncoming).
 	// The same machine (memory, devices) must be configured.
 	Incoming *os.File
+	// Memory, if set, holds the guest's RAM (memory-backend-file) of
+	// MemoryMiB. MemoryShared maps it shared: the guest's writes reach
+	// the file, as for a template being built. Otherwise it is mapped
+	// privately, copy on write, and the file never changes.
+	Memory       *os.File
+	MemoryShared bool
+	// Template says Incoming was written by SaveTemplate: it holds the
+	// devices' state only, the RAM being Memory's content already.
+	Template bool
 	// GDB, if set, is where QEMU's gdbstub listens, e.g.
 	// "tcp:127.0.0.1:1234".
 	GDB string
@@ -174,6 +183,17 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 		files = append(files, cfg.Incoming)
 		incomingFD = 2 + len(files)
 	}
+	memoryFD := 0
+	if cfg.Memory != nil {
+		if cfg.MemoryMiB <= 0 {
+			return nil, errors.New("qemu: a memory file needs the memory size")
+		}
+		files = append(files, cfg.Memory)
+		memoryFD = 2 + len(files)
+	}
+	if cfg.Template && (cfg.Memory == nil || cfg.Incoming == nil) {
+		return nil, errors.New("qemu: a template's state loads into its memory file")
+	}
 	cfg.Devices = append([]Device(nil), cfg.Devices...)
 	for i, d := range cfg.Devices {
 		if in, ok := d.(inheritor); ok {
@@ -182,7 +202,7 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 		}
 	}
 
-	args := cfg.args(consolePath, incomingFD)
+	args := cfg.args(consolePath, incomingFD, memoryFD)
 	stderr := &tail{max: 8 << 10}
 	cmd := exec.Command(cfg.Binary, args...)
 	cmd.ExtraFiles = files
@@ -252,6 +272,13 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 		return nil, fmt.Errorf("qemu: connect to QMP: %w\ncommand: %s", err, p.cmdline)
 	}
 	p.qmp = c
+	if cfg.Template {
+		if err := p.loadTemplate(ctx, incomingFD); err != nil {
+			p.Kill()
+			<-p.done
+			return nil, fmt.Errorf("qemu: %w\ncommand: %s", err, p.cmdline)
+		}
+	}
 	return p, nil
 }
 
