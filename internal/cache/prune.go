@@ -26,7 +26,7 @@ func Touch(path string) {
 // Entry is one entry of a cache directory.
 type Entry struct {
 	Path string
-	Size int64     // bytes; a directory's files added up
+	Size int64     // bytes on disk; a directory's files added up
 	Used time.Time // last use, as Touch marked it
 }
 
@@ -55,13 +55,13 @@ func Scan(dir, pattern string) []Entry {
 		if err != nil {
 			continue
 		}
-		e := Entry{Path: p, Size: st.Size(), Used: lastUse(st)}
+		e := Entry{Path: p, Size: onDisk(st), Used: lastUse(st)}
 		if st.IsDir() {
 			e.Size = 0
 			filepath.WalkDir(p, func(_ string, d fs.DirEntry, err error) error {
 				if err == nil && d.Type().IsRegular() {
 					if info, err := d.Info(); err == nil {
-						e.Size += info.Size()
+						e.Size += onDisk(info)
 					}
 				}
 				return nil
@@ -75,6 +75,15 @@ func Scan(dir, pattern string) []Entry {
 		out = append(out, e)
 	}
 	return out
+}
+
+// onDisk is the bytes a file takes: its size, or less when it is sparse
+// (a fixture's RAM file is mostly holes).
+func onDisk(st os.FileInfo) int64 {
+	if s, ok := st.Sys().(*syscall.Stat_t); ok && s.Blocks*512 < st.Size() {
+		return s.Blocks * 512
+	}
+	return st.Size()
 }
 
 func lastUse(st os.FileInfo) time.Time {

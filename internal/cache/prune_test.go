@@ -141,3 +141,21 @@ func TestLockIsExclusiveAndSurvivesRemoval(t *testing.T) {
 	}
 	u()
 }
+
+func TestScanCountsTheDiskOfSparseFiles(t *testing.T) {
+	dir := t.TempDir()
+	e := filepath.Join(dir, "t-1")
+	os.MkdirAll(e, 0o755)
+	f, err := os.Create(filepath.Join(e, "memory"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Truncate(1 << 30)
+	f.WriteAt(make([]byte, 4096), 1<<20)
+	f.Close()
+	os.WriteFile(filepath.Join(e, Marker), []byte("{}"), 0o644)
+	got := Scan(dir, "t-*")
+	if len(got) != 1 || got[0].Size > 1<<20 {
+		t.Errorf("Scan = %+v: a sparse file of 1 GiB with a page of data counts more than 1 MiB", got)
+	}
+}
