@@ -20,7 +20,6 @@ import (
 	"github.com/provium/provium/internal/fixture"
 	"github.com/provium/provium/internal/luaapi"
 	"github.com/provium/provium/internal/machine"
-	"github.com/provium/provium/internal/memfile"
 	"github.com/provium/provium/internal/pool"
 	"github.com/provium/provium/internal/profile"
 	"github.com/provium/provium/internal/qemu"
@@ -154,17 +153,13 @@ func CacheMax() (int64, error) {
 	return int64(n) << 20, nil
 }
 
-// templates tells whether fixtures in dir can be memory templates: not
-// with $PROVIUM_FIXTURE_TEMPLATES=off, and only if QEMU can save them and
-// dir's file system can hold guest memory.
-func (h *Harness) templates(dir string) error {
+// templates tells whether fixtures can be memory templates: not with
+// $PROVIUM_FIXTURE_TEMPLATES=off, and only if QEMU can save them.
+func (h *Harness) templates() error {
 	if v := os.Getenv("PROVIUM_FIXTURE_TEMPLATES"); v == "off" {
 		return errors.New("PROVIUM_FIXTURE_TEMPLATES=off")
 	}
-	if err := qemu.Templates(h.run); err != nil {
-		return err
-	}
-	return memfile.Probe(dir)
+	return qemu.Templates(h.run)
 }
 
 // plan works out the boot a fixture's manifest describes, in this

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/provium/provium/internal/cache"
 	"github.com/provium/provium/internal/memfile"
 )
@@ -121,9 +123,15 @@ func Resume(ctx context.Context, cfg Config, saved Saved, shape Shape) (*VM, err
 	template := saved.Memory != ""
 	if template {
 		var mem *os.File
-		if cfg.RAMDir != "" {
+		switch {
+		case cfg.RAMDir != "":
 			mem, err = memfile.Copy(cfg.RAMDir, saved.Memory)
-		} else {
+		case unix.Access(saved.Memory, unix.W_OK) != nil:
+			// QEMU opens a memory file for writing, even to map it
+			// privately: one it cannot (a cache mounted read-only) is
+			// mapped through a copy of the VM's own.
+			mem, err = memfile.Copy(cfg.Dir, saved.Memory)
+		default:
 			mem, err = os.Open(saved.Memory)
 		}
 		if err != nil {
