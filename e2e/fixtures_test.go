@@ -543,13 +543,15 @@ end)
 	env.Run("test", "tests/").MustPass(t)
 	fxWantBuilds(t, builds, "second run", map[string]int{"snap": 1})
 
+	// A template's snapshot is the devices' state only, a few hundred
+	// KiB: the zeroed stretch is at most half of it.
 	damage := []struct {
 		what string
 		at   func(size int64) int64
-		data func() []byte
+		data func(size int64) []byte
 	}{
-		{"a zeroed megabyte in the middle", func(size int64) int64 { return size/2 - 1<<19 }, func() []byte { return make([]byte, 1<<20) }},
-		{"256 bytes overwritten", func(size int64) int64 { return size * 3 / 4 }, func() []byte { return []byte(strings.Repeat("\xa5", 256)) }},
+		{"a zeroed megabyte in the middle", func(size int64) int64 { return max(0, size/2-1<<19) }, func(size int64) []byte { return make([]byte, min(1<<20, size/2)) }},
+		{"256 bytes overwritten", func(size int64) int64 { return size * 3 / 4 }, func(int64) []byte { return []byte(strings.Repeat("\xa5", 256)) }},
 	}
 	for i, d := range damage {
 		snap := fxSnapshot(t, env.Cache, "snap")
@@ -561,7 +563,7 @@ end)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := f.WriteAt(d.data(), d.at(st.Size())); err != nil {
+		if _, err := f.WriteAt(d.data(st.Size()), d.at(st.Size())); err != nil {
 			t.Fatal(err)
 		}
 		f.Close()
