@@ -73,6 +73,7 @@ func TestArgs(t *testing.T) {
 		cfg        func(c *Config)
 		console    string
 		incoming   int
+		memory     int
 		want       map[string]string // flag -> value; "" means absent
 		wantFlags  []string
 		noFlags    []string
@@ -97,13 +98,18 @@ func TestArgs(t *testing.T) {
 		{name: "gdbstub", cfg: func(c *Config) { c.GDB = "tcp:127.0.0.1:4321" }, want: map[string]string{"-gdb": "tcp:127.0.0.1:4321"}, noFlags: []string{"-S"}},
 		{name: "paused for a debugger", cfg: func(c *Config) { c.GDB = "tcp:127.0.0.1:4321"; c.Paused = true }, wantFlags: []string{"-S"}},
 		{name: "incoming", incoming: 5, want: map[string]string{"-incoming": "fd:5"}, wantFlags: []string{"-S"}},
+		{name: "RAM in a file, shared", memory: 6, cfg: func(c *Config) { c.MemoryShared = true },
+			want: map[string]string{"-machine": "q35,memory-backend=ram0", "-m": "512", "-object": "memory-backend-file,id=ram0,size=512M,mem-path=/dev/fd/6,share=on", "-incoming": ""}},
+		{name: "template resumed", incoming: 5, memory: 6, cfg: func(c *Config) { c.Template = true },
+			want:      map[string]string{"-object": "memory-backend-file,id=ram0,size=512M,mem-path=/dev/fd/6,share=off", "-incoming": "defer"},
+			wantFlags: []string{"-S"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := base
 			if tc.cfg != nil {
 				tc.cfg(&cfg)
 			}
-			args := cfg.args(tc.console, tc.incoming, 0)
+			args := cfg.args(tc.console, tc.incoming, tc.memory)
 			for flag, want := range tc.want {
 				if got := argValue(args, flag); got != want {
 					t.Errorf("%s = %q, want %q\nargs: %q", flag, got, want, args)
