@@ -100,13 +100,16 @@ func Probe(dir string) error {
 	}
 	// Linking through /proc is what Link needs; try it on a name that
 	// is removed at once.
-	tmp := filepath.Join(dir, fmt.Sprintf(".memfile-probe-%d", os.Getpid()))
-	os.Remove(tmp)
-	if err := Link(f, tmp); err != nil {
-		return err
+	tmp, err := os.CreateTemp(dir, ".memfile-probe-")
+	if err != nil {
+		return fmt.Errorf("memfile: %w", err)
 	}
-	os.Remove(tmp)
-	return nil
+	// A name of its own, free again: probes at once do not collide.
+	name := tmp.Name()
+	tmp.Close()
+	os.Remove(name)
+	defer os.Remove(name)
+	return Link(f, name)
 }
 
 // Copy makes an unnamed copy of the file at src in dir (see Create). It

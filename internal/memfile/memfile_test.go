@@ -104,3 +104,19 @@ func TestHash(t *testing.T) {
 		}
 	}
 }
+
+func TestProbesAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() { errs <- Probe(dir) }()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Errorf("Probe beside another: %v", err)
+		}
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Errorf("Probes left %v", left)
+	}
+}
