@@ -105,31 +105,9 @@ func Run(ctx context.Context, out io.Writer, opts Options) error {
 		return err
 	}
 
-	// Fixture: snapshot this VM, then resume it.
-	snap := filepath.Join(dir, "snapshot")
-	start := time.Now()
-	shape, err := vm.Snapshot(ctx, snap)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "fixture snapshot (save)         %8.0f ms\n", ms(time.Since(start)))
-	var resumes []time.Duration
-	for i := 0; i < 3; i++ {
-		start = time.Now()
-		r, err := machine.Resume(ctx, newVM(fmt.Sprintf("resume%d", i)), machine.SavedIn(snap), shape)
-		if err != nil {
-			return err
-		}
-		if err := r.Agent().Ping(ctx); err != nil {
-			return err
-		}
-		resumes = append(resumes, time.Since(start))
-		r.Kill()
-	}
-	res := median(resumes)
-	fmt.Fprintf(out, "resume to first op (median of 3) %7.0f ms\n", ms(res))
-	fmt.Fprintf(out, "resume / cold boot              %8.3f\n", float64(res)/float64(cold))
-	return nil
+	vm.Kill()
+	// Fixtures: both ways of saving one, side by side.
+	return fixtures(ctx, out, dir, newVM, cold)
 }
 
 func roundTrips(ctx context.Context, out io.Writer, a *client.Agent, n int) error {
