@@ -7,7 +7,10 @@ import (
 	"encoding/json"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -361,4 +364,51 @@ test("resumed", function() assert_eq("plain", vm:read_file("/tmp/plain")) end)
 	} {
 		t.Run(tc.name, tc.test)
 	}
+}
+
+// The pool holds a template-resumed VM at what it is measured to hold of
+// its own, not its whole RAM, and the next resume of the fixture is
+// admitted on that estimate.
+func TestFixtureTemplatePool(t *testing.T) {
+	env := NewEnv(t, map[string]string{
+		"tests/fixtures/small.lua": `local vm = provium.create("minimal")
+vm:boot({memory = "512M"})
+vm:write_file("/tmp/kept", "kept")
+`,
+		"tests/pool_test.lua": `local first = provium.fixture("small")
+first:exec("sleep 2.5")
+local second = provium.fixture("small")
+test("both resumed", function()
+  assert_eq("kept", first:read_file("/tmp/kept"))
+  assert_eq("kept", second:read_file("/tmp/kept"))
+end)
+`,
+	})
+	r := env.Run("test", "-v", "tests/")
+	if r.Code != 0 {
+		t.Fatalf("provium test: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
+	}
+	logs, _ := filepath.Glob(filepath.Join(env.Tmp, "provium-runs-*", "run-*", "tests_pool_test.lua.log"))
+	if len(logs) != 1 {
+		out, _ := exec.Command("find", env.Tmp, "-name", "*.log").CombinedOutput()
+		t.Fatalf("want the file's log, found %v; there are:\n%s", logs, out)
+	}
+	b, err := os.ReadFile(logs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := string(b)
+	held := regexp.MustCompile(`holds (\d+) MiB of its own; the pool holds (\d+) MiB for it`).FindStringSubmatch(log)
+	admitted := regexp.MustCompile(`the pool holds (\d+) MiB of 512 for it`).FindAllStringSubmatch(log, -1)
+	if held == nil || len(admitted) != 2 {
+		t.Fatalf("the log does not show the measured resumes:\n%s", log)
+	}
+	own, _ := strconv.Atoi(held[1])
+	charged, _ := strconv.Atoi(held[2])
+	second, _ := strconv.Atoi(admitted[1][1])
+	if own <= 0 || charged >= 512 || second >= 512 || admitted[0][1] != "512" {
+		t.Errorf("first resume admitted at %s MiB, measured %d MiB of its own and held at %d; the second admitted at %d (of 512)",
+			admitted[0][1], own, charged, second)
+	}
+	t.Logf("a template-resumed VM of 512 MiB holds %d MiB of its own; the next was admitted at %d MiB", own, second)
 }

@@ -58,6 +58,8 @@ type Harness struct {
 	fixtures *fixture.Manager
 	seq      atomic.Int64
 
+	shared sharedMemory // what template-resumed VMs hold of their own
+
 	mu   sync.Mutex
 	live map[*machine.VM]bool
 	emit func(result.Event) // for fixture builds, which belong to no file

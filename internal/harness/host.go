@@ -244,7 +244,7 @@ func (fh *fileHost) resume(ctx context.Context, e *fixture.Entry) (*luaapi.Resum
 			break
 		}
 		wg.Go(func() {
-			v, err := fh.resumeVM(ctx, e.Name, vmName, ev, sockets)
+			v, err := fh.resumeVM(ctx, e.Name, fmt.Sprintf("%s/%d", e.Key, i), vmName, ev, sockets)
 			if err != nil {
 				errs[i] = err
 				return
@@ -276,9 +276,18 @@ func (fh *fileHost) closeAll(r *luaapi.Resumed) {
 	}
 }
 
-func (fh *fileHost) resumeVM(ctx context.Context, fixtureName, vmName string, ev fixture.EntryVM, sockets []*os.File) (*hostVM, error) {
+// resumeVM resumes one VM of a fixture; key names it among every
+// fixture's VMs.
+func (fh *fileHost) resumeVM(ctx context.Context, fixtureName, key, vmName string, ev fixture.EntryVM, sockets []*os.File) (*hostVM, error) {
 	v := &hostVM{host: fh, origin: ev.Boot}
-	if err := v.acquire(ctx, ev.Shape.MemoryMiB, ev.Shape.CPUs); err != nil {
+	var shared *pool.Measured
+	var err error
+	if ev.Memory != "" {
+		shared, err = v.acquireShared(ctx, key, ev.Shape)
+	} else {
+		err = v.acquire(ctx, ev.Shape.MemoryMiB, ev.Shape.CPUs)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("fixture %q: %w", fixtureName, err)
 	}
 	cfg := fh.machineConfig(vmName, v)
@@ -293,6 +302,7 @@ func (fh *fileHost) resumeVM(ctx context.Context, fixtureName, vmName string, ev
 	v.VM = vm
 	fh.h.track(vm, true)
 	fh.add(v)
+	v.measureShared(key, shared, ev.Shape.MemoryMiB)
 	return v, nil
 }
 

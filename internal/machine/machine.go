@@ -179,6 +179,16 @@ func (vm *VM) Session() *client.Session {
 	return vm.sess
 }
 
+// QEMUPid is the process ID of the VM's QEMU; 0 when none runs.
+func (vm *VM) QEMUPid() int {
+	vm.mu.Lock()
+	defer vm.mu.Unlock()
+	if vm.proc == nil {
+		return 0
+	}
+	return vm.proc.Pid()
+}
+
 // Shape is the machine shape the VM was started with.
 func (vm *VM) Shape() Shape { return vm.shape }
 
