@@ -58,14 +58,12 @@ func (s *Session) RunFile(ctx context.Context, path string) ([]string, error) {
 		})))
 	}
 	defer func() { s.rt.declare = nil }()
-	var err error
-	s.with(ctx, func() {
-		fn, lerr := s.rt.loadChunk(s.L, path, s.rt.main)
-		if lerr != nil {
-			err = errors.New(loadFailure(s.rt.main, lerr).Message)
-			return
+	err := s.with(ctx, func() error {
+		fn, err := s.rt.loadChunk(s.L, path, s.rt.main)
+		if err != nil {
+			return errors.New(loadFailure(s.rt.main, err).Message)
 		}
-		err = s.call(fn)
+		return s.call(fn)
 	})
 	return s.deferred, err
 }
@@ -85,12 +83,12 @@ func (s *Session) Ready(ctx context.Context, fixture, profile string) (string, e
 	if fixture != "" {
 		code = fmt.Sprintf("vm = provium.fixture(%q)", fixture)
 	}
-	var err error
-	s.with(ctx, func() {
-		var fn *lua.LFunction
-		if fn, err = s.L.Load(strings.NewReader(code), evalChunk); err == nil {
-			err = s.call(fn)
+	err := s.with(ctx, func() error {
+		fn, err := s.L.Load(strings.NewReader(code), evalChunk)
+		if err != nil {
+			return err
 		}
+		return s.call(fn)
 	})
 	if err != nil {
 		// The message is the boot's, not that of a line the user typed.
@@ -131,22 +129,21 @@ func outcome(st result.Subtest) string {
 // returns none. incomplete is true when src is only the start of a
 // chunk (an unclosed "function", "do", string...): the caller reads on.
 func (s *Session) Eval(ctx context.Context, src string) (values []string, incomplete bool, err error) {
-	s.with(ctx, func() {
+	err = s.with(ctx, func() error {
 		fn, lerr := s.L.Load(strings.NewReader("return "+src), evalChunk)
 		if lerr != nil {
 			if fn, lerr = s.L.Load(strings.NewReader(src), evalChunk); lerr != nil {
-				incomplete = atEOF(lerr)
-				if !incomplete {
-					err = errors.New(loadError(lerr))
+				if incomplete = atEOF(lerr); incomplete {
+					return nil
 				}
-				return
+				return errors.New(loadError(lerr))
 			}
 		}
-		var out []lua.LValue
-		out, err = s.results(fn)
+		out, err := s.results(fn)
 		for _, v := range out {
 			values = append(values, formatValue(s.L, v))
 		}
+		return err
 	})
 	return values, incomplete, err
 }
@@ -167,7 +164,7 @@ func atEOF(err error) bool {
 
 // with runs f with ctx as the context of the session's calls: cancelling
 // it stops what f runs, and the session stays usable.
-func (s *Session) with(ctx context.Context, f func()) {
+func (s *Session) with(ctx context.Context, f func() error) error {
 	prev := s.rt.ctx
 	s.rt.ctx = ctx
 	s.L.SetContext(ctx)
@@ -175,11 +172,15 @@ func (s *Session) with(ctx context.Context, f func()) {
 		s.rt.ctx = prev
 		s.L.SetContext(prev)
 	}()
-	s.rt.protect(f)
-	if s.rt.res.Failure != nil {
-		// protect recorded a Go panic; the next chunk starts clean.
+	var err error
+	s.rt.protect(func() { err = f() })
+	if failure := s.rt.res.Failure; failure != nil {
+		// protect caught a Go panic: it is this chunk's error, and the
+		// next chunk starts clean.
 		s.rt.res.Failure = nil
+		return errors.New(failure.Message)
 	}
+	return err
 }
 
 func (s *Session) call(fn *lua.LFunction) error {
