@@ -40,6 +40,7 @@ func Initramfs() string { return filepath.Join(Dir(), "initramfs") } // derived 
 func Kernels() string   { return filepath.Join(Dir(), "vmlinux") }   // kernels extracted from bzImages, and what booting them taught
 func Hashes() string    { return filepath.Join(Dir(), "hashes") }    // content hashes of files, by fingerprint
 func Accel() string     { return filepath.Join(Dir(), "accel") }     // the accelerator probe's answer
+func Templates() string { return filepath.Join(Dir(), "templates") } // whether QEMU can save memory templates
 func Modules() string   { return filepath.Join(Dir(), "modules") }   // kernel modules resolved for guests, by module tree
 
 // KernelPackage is where `provium setup` extracts a kernel package: the

@@ -68,3 +68,32 @@ func TestDecideAccel(t *testing.T) {
 		})
 	}
 }
+
+// TestRememberTemplates remembers a yes for a QEMU build and asks again
+// after a no, or for another build.
+func TestRememberTemplates(t *testing.T) {
+	memo := filepath.Join(t.TempDir(), "templates")
+	probes := 0
+	probe := func(err error) func() error {
+		return func() error { probes++; return err }
+	}
+	no := errors.New("no x-ignore-shared")
+	if err := rememberTemplates("build 1", memo, probe(no)); err != no || probes != 1 {
+		t.Fatalf("first probe: %v after %d probes, want the probe's no", err, probes)
+	}
+	if err := rememberTemplates("build 1", memo, probe(nil)); err != nil || probes != 2 {
+		t.Fatalf("after a no: %v after %d probes, want a new probe", err, probes)
+	}
+	if err := rememberTemplates("build 1", memo, probe(no)); err != nil || probes != 2 {
+		t.Errorf("after a yes: %v after %d probes, want the remembered yes", err, probes)
+	}
+	if err := rememberTemplates("build 2", memo, probe(no)); err != no || probes != 3 {
+		t.Errorf("another build: %v after %d probes, want a new probe", err, probes)
+	}
+	if err := rememberTemplates("", memo, probe(nil)); err != nil || probes != 4 {
+		t.Errorf("an unknown build: %v after %d probes, want a probe", err, probes)
+	}
+	if err := rememberTemplates("", memo, probe(no)); err != no || probes != 5 {
+		t.Errorf("an unknown build is never remembered: %v after %d probes", err, probes)
+	}
+}

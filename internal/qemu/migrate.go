@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"sync"
 	"time"
+
+	"github.com/provium/provium/internal/cache"
 )
 
 // snapshotFD is the name the snapshot file descriptor is known by in QEMU.
@@ -172,10 +175,34 @@ var templates struct {
 
 // Templates reports whether this QEMU can save and load templates (its
 // migration has the x-ignore-shared capability) and, if not, why. It
-// asks a QEMU whose guest never runs, once per process.
+// asks a QEMU whose guest never runs, once per QEMU build: the yes is
+// remembered in <cache>/templates, keyed by the binary as the
+// accelerator's answer is, since the probe is a QEMU start that every
+// command would otherwise pay before its first VM.
 func Templates(ctx context.Context) error {
-	templates.Do(func() { templates.err = probeTemplates(ctx) })
+	templates.Do(func() {
+		templates.err = rememberTemplates(accelKey(Binary()), cache.Templates(), func() error { return probeTemplates(ctx) })
+	})
 	return templates.err
+}
+
+// rememberTemplates answers from the memo when it holds a yes for the
+// QEMU build key, else probes and remembers a yes. A no is asked again
+// by the next command: a probe may fail on a host too loaded to answer
+// in time, and that must not turn templates off for good.
+func rememberTemplates(key, memo string, probe func() error) error {
+	yes := key + "\nyes\n"
+	if b, err := os.ReadFile(memo); err == nil && key != "" && string(b) == yes {
+		return nil
+	}
+	err := probe()
+	if err == nil && key != "" {
+		cache.WriteFile(memo, 0o644, func(w io.Writer) error {
+			_, err := io.WriteString(w, yes)
+			return err
+		})
+	}
+	return err
 }
 
 func probeTemplates(ctx context.Context) error {
