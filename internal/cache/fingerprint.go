@@ -33,26 +33,16 @@ func Fingerprint(path string) (string, error) {
 // keepHashes bounds the remembered hashes; each is a 64-byte file.
 const keepHashes = 4096
 
-var hashes sync.Map // fingerprint -> hex SHA-256
+var digests sync.Map // kind and fingerprint -> digest
 
 // Hash returns the SHA-256 of the content of the file at path, in hex. It
 // is remembered by the file's fingerprint, in this process and in the
 // cache, so that a kernel of 50 MB is read once and not at every run.
 func Hash(path string) (string, error) {
-	fp, err := Fingerprint(path)
-	if err != nil {
-		return "", err
-	}
-	if v, ok := hashes.Load(fp); ok {
-		return v.(string), nil
-	}
-	memo := filepath.Join(Hashes(), memoName(fp))
-	if b, err := os.ReadFile(memo); err == nil && isHash(strings.TrimSpace(string(b))) {
-		sum := strings.TrimSpace(string(b))
-		Touch(memo)
-		hashes.Store(fp, sum)
-		return sum, nil
-	}
+	return Digest("", path, sha256File)
+}
+
+func sha256File(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err
@@ -62,11 +52,36 @@ func Hash(path string) (string, error) {
 	if _, err := io.Copy(h, f); err != nil {
 		return "", fmt.Errorf("hash %s: %w", path, err)
 	}
-	sum := hex.EncodeToString(h.Sum(nil))
-	// The file may have changed while it was read: remember the hash only
-	// if it still is the version fingerprinted.
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// Digest returns digest(path), a hex SHA-256 of some kind of the file at
+// path, remembered as Hash's is: by the kind and the file's fingerprint,
+// in this process and in the cache. Kind "" is Hash's.
+func Digest(kind, path string, digest func(path string) (string, error)) (string, error) {
+	fp, err := Fingerprint(path)
+	if err != nil {
+		return "", err
+	}
+	id := kind + "\n" + fp
+	if v, ok := digests.Load(id); ok {
+		return v.(string), nil
+	}
+	memo := filepath.Join(Hashes(), memoName(kind, fp))
+	if b, err := os.ReadFile(memo); err == nil && isHash(strings.TrimSpace(string(b))) {
+		sum := strings.TrimSpace(string(b))
+		Touch(memo)
+		digests.Store(id, sum)
+		return sum, nil
+	}
+	sum, err := digest(path)
+	if err != nil {
+		return "", err
+	}
+	// The file may have changed while it was read: remember the digest
+	// only if it still is the version fingerprinted.
 	if after, err := Fingerprint(path); err == nil && after == fp {
-		hashes.Store(fp, sum)
+		digests.Store(id, sum)
 		if WriteFile(memo, 0o644, func(w io.Writer) error {
 			_, err := io.WriteString(w, sum+"\n")
 			return err
@@ -77,8 +92,14 @@ func Hash(path string) (string, error) {
 	return sum, nil
 }
 
-func memoName(fp string) string {
-	sum := sha256.Sum256([]byte("hash-memo/1\n" + fp))
+// memoName is the file of a digest's memo; Hash's keep the names they
+// always had.
+func memoName(kind, fp string) string {
+	name := "hash-memo/1\n" + fp
+	if kind != "" {
+		name = "digest-memo/1\n" + kind + "\n" + fp
+	}
+	sum := sha256.Sum256([]byte(name))
 	return hex.EncodeToString(sum[:16])
 }
 
