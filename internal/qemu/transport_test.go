@@ -45,6 +45,7 @@ while [ $i -lt 100 ]; do
 	i=$((i+1))
 done
 echo "disk ro=$(cat /sys/block/vda/ro)"
+echo "disk checked"
 echo "hello from $port" > $port
 sleep 1000
 `)
@@ -70,7 +71,9 @@ sleep 1000
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	console := newWatcher("disk ro=")
+	// The console arrives in pieces: wait for the line after the one
+	// checked, so that the checked line is whole.
+	console := newWatcher("disk checked")
 	p, err := Start(ctx, Config{
 		Kernel: kernel, Initrd: initrd, Accel: "tcg", Console: console, MemoryMiB: 512,
 		Devices: []Device{
@@ -90,7 +93,7 @@ sleep 1000
 	}
 	defer conn.Close()
 	console.wait(t, p, 90*time.Second)
-	if !strings.Contains(console.String(), "disk ro=1") {
+	if !strings.Contains(console.String(), "disk ro=1\r\n") {
 		t.Errorf("no read-only /dev/vda:\n%s", console.String())
 	}
 	conn.SetReadDeadline(time.Now().Add(30 * time.Second))

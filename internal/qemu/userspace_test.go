@@ -94,7 +94,7 @@ func TestUserspaceSnapshot(t *testing.T) {
 	}
 	t.Logf("restore (Start, WaitIncoming, Cont): %v", time.Since(t0))
 	resumed.wait(t, q, 30*time.Second)
-	if out := resumed.String(); strings.Contains(out, "Linux version") || strings.Contains(out, "tick 0\n") {
+	if out := resumed.String(); strings.Contains(out, "Linux version") || strings.Contains(out, "tick 0\r\n") {
 		t.Errorf("the restored guest booted again:\n%s", out)
 	}
 }
