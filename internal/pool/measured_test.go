@@ -101,13 +101,17 @@ Shared_Clean:     150000 kB
 Private_Clean:      2000 kB
 Private_Dirty:     90000 kB
 Swap:               1000 kB
+SwapPss:             500 kB
 `)
-	kb, err := parseSmapsRollup(data)
+	kb, err := parseSmapsRollup(data, "Private_Dirty", "Swap")
 	if err != nil || kb != 91000 {
 		t.Errorf("parseSmapsRollup = %d, %v; want 91000", kb, err)
 	}
+	if kb, err := parseSmapsRollup(data, "Pss", "SwapPss"); err != nil || kb != 161012 {
+		t.Errorf("parseSmapsRollup of Pss = %d, %v; want 161012", kb, err)
+	}
 	for _, bad := range []string{"Rss: 1 kB\n", "Private_Dirty: x kB\n", "Private_Dirty: 5\n", "Private_Dirty: -5 kB\n"} {
-		if _, err := parseSmapsRollup([]byte(bad)); err == nil {
+		if _, err := parseSmapsRollup([]byte(bad), "Private_Dirty", "Swap"); err == nil {
 			t.Errorf("parseSmapsRollup(%q) accepted", bad)
 		}
 	}
@@ -126,5 +130,50 @@ func TestPrivateDirtyOfThisProcess(t *testing.T) {
 	if mib < 64 {
 		t.Errorf("PrivateDirtyMiB = %d with 64 MiB written", mib)
 	}
+	pss, err := PSSMiB(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pss < 64 {
+		t.Errorf("PSSMiB = %d with 64 MiB written", pss)
+	}
 	runtime.KeepAlive(buf)
+}
+
+func TestTryAcquireNeverQueuesOrJumpsTheQueue(t *testing.T) {
+	h := &fakeHost{avail: 4096, total: 16384, now: time.Unix(1000, 0)}
+	p := NewFixed(1024, 2)
+	p.meminfo, p.now, p.poll = h.meminfo, h.clock, time.Millisecond
+
+	rel, ok := p.TryAcquire(512, 0)
+	if !ok {
+		t.Fatal("TryAcquire(512) refused by an empty pool")
+	}
+	if _, ok := p.TryAcquire(600, 0); ok {
+		t.Error("TryAcquire(600) granted past the budget")
+	}
+	// A VM that asked first and waits keeps its turn.
+	ch := acquireAsync(context.Background(), p, 1024, 1)
+	waitWaiting(t, p, 1)
+	if r, ok := p.TryAcquire(1, 0); ok {
+		r()
+		t.Error("TryAcquire granted while a VM waits")
+	}
+	rel()
+	rel() // harmless twice
+	o := <-ch
+	if o.err != nil {
+		t.Fatal(o.err)
+	}
+	o.release()
+
+	// In fixed mode, the host's MemAvailable bounds it too.
+	h.set(func(h *fakeHost) { h.avail = 100 })
+	if r, ok := p.TryAcquire(200, 0); ok {
+		r()
+		t.Error("TryAcquire granted more than MemAvailable")
+	}
+	if u := p.Usage(); u.MemMiB != 0 || u.VMs != 0 {
+		t.Errorf("after every release the pool holds %d MiB in %d grants", u.MemMiB, u.VMs)
+	}
 }

@@ -230,6 +230,34 @@ func (m *Measured) Set(mib int) {
 // harmless.
 func (m *Measured) Release() { m.release() }
 
+// TryAcquire reserves memMiB MiB and cpus CPUs now, if they fit and no
+// one is waiting: for work done ahead of need, which must never hold up a
+// VM that asked first. Like a measured grant, it must fit in the host's
+// MemAvailable in fixed mode too. ok is false when nothing was reserved.
+func (p *Pool) TryAcquire(memMiB, cpus int) (release func(), ok bool) {
+	if memMiB < 0 || cpus < 0 || p.check(memMiB, cpus) != nil {
+		return nil, false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.waiters) > 0 {
+		return nil, false
+	}
+	if p.auto {
+		if !p.autoFits()(memMiB, cpus) {
+			return nil, false
+		}
+	} else if !p.fixedFits(memMiB, cpus) || !p.autoFits()(memMiB, cpus) {
+		return nil, false
+	}
+	g := &grant{mem: memMiB, cpus: cpus, measured: true, at: p.now()}
+	p.usedMem += memMiB
+	p.usedCPUs += cpus
+	p.held++
+	p.recent = append(p.recent, g)
+	return func() { p.release(g) }, true
+}
+
 // check fails requests that no amount of waiting can grant.
 func (p *Pool) check(memMiB, cpus int) error {
 	if !p.auto {
