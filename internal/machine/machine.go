@@ -75,6 +75,11 @@ type Config struct {
 	// devices' state, and the file as the RAM. It must be on the file
 	// system the snapshot goes to.
 	RAMDir string
+	// Standby, if set, is a QEMU that has loaded the snapshot a Resume
+	// restores (PrepareResume): the resume takes it over instead of
+	// starting one. A standby that cannot serve this resume is closed,
+	// and the VM resumes without it.
+	Standby *Standby
 }
 
 // Shape is everything a snapshot needs to be restored: the same kernel,
@@ -443,14 +448,7 @@ func (vm *VM) start(ctx context.Context, incoming *os.File, template bool) error
 		}
 		break
 	}
-	vm.mu.Lock()
-	vm.proc = proc
-	vm.state = StateRunning
-	vm.mu.Unlock()
-	go vm.watch(proc)
-	if vm.cfg.Log != nil {
-		fmt.Fprintf(vm.cfg.Log, "[%s] %s\n", vm.cfg.Name, proc.CommandLine())
-	}
+	vm.adopt(proc)
 
 	if gdbAddr != "" && vm.cfg.Debug.OnListen != nil {
 		vmlinux := ""
@@ -464,11 +462,6 @@ func (vm *VM) start(ctx context.Context, incoming *os.File, template bool) error
 		if err := proc.WaitIncoming(ctx); err != nil {
 			return fmt.Errorf("restore snapshot: %w", err)
 		}
-		if !waitGDB {
-			if err := proc.Cont(ctx); err != nil {
-				return fmt.Errorf("continue after restore: %w", err)
-			}
-		}
 	}
 	if waitGDB {
 		if err := waitDebugger(ctx, proc); err != nil {
@@ -478,6 +471,31 @@ func (vm *VM) start(ctx context.Context, incoming *os.File, template bool) error
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithTimeout(ctx, vm.runTimeout)
 			defer cancel()
+		}
+	}
+	return vm.run(ctx, tr, incoming != nil && !waitGDB)
+}
+
+// adopt makes proc the VM's QEMU.
+func (vm *VM) adopt(proc *qemu.Process) {
+	vm.mu.Lock()
+	vm.proc = proc
+	vm.state = StateRunning
+	vm.mu.Unlock()
+	go vm.watch(proc)
+	if vm.cfg.Log != nil {
+		fmt.Fprintf(vm.cfg.Log, "[%s] %s\n", vm.cfg.Name, proc.CommandLine())
+	}
+}
+
+// run lets the VM's QEMU go on (cont, when its guest was restored and
+// waits paused) and opens the session with the agent it reaches
+// through tr.
+func (vm *VM) run(ctx context.Context, tr transport, cont bool) error {
+	proc := vm.proc
+	if cont {
+		if err := proc.Cont(ctx); err != nil {
+			return fmt.Errorf("continue after restore: %w", err)
 		}
 	}
 	conn, err := tr.connect(ctx, proc)

@@ -105,14 +105,26 @@ func SavedIn(dir string) Saved {
 // shape. A template's RAM file is mapped privately: the guest's writes
 // stay its own, and the file is never changed. A VM given a RAMDir gets
 // RAM of its own there instead, a copy of the template's, so that it can
-// be saved in turn.
+// be saved in turn. Given a standby (Config.Standby), Resume takes it
+// over, or closes it when it cannot serve this resume.
 func Resume(ctx context.Context, cfg Config, saved Saved, shape Shape) (*VM, error) {
 	start := time.Now()
 	vm := New(cfg)
 	vm.shape = shape
 	vm.watchKmsg()
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		if cfg.Standby != nil {
+			cfg.Standby.Close()
+		}
 		return nil, fmt.Errorf("resume %s: %w", cfg.Name, err)
+	}
+	if s := cfg.Standby; s != nil {
+		mem, err := s.claim(cfg, saved, shape)
+		if err == nil {
+			return vm.resumed(vm.resume(ctx, start, func(ctx context.Context) error { return resumeStandby(ctx, vm, s, mem) }))
+		}
+		vm.logf("standby QEMU not used: %v", err)
+		s.Close()
 	}
 	f, err := os.Open(saved.State)
 	if err != nil {
@@ -140,7 +152,21 @@ func Resume(ctx context.Context, cfg Config, saved Saved, shape Shape) (*VM, err
 		}
 		vm.mem, vm.memShared = mem, cfg.RAMDir != ""
 	}
-	if cfg.Debug.GDB && cfg.Debug.Wait {
+	return vm.resumed(vm.resume(ctx, start, func(ctx context.Context) error { return vm.start(ctx, f, template) }))
+}
+
+// resumed is Resume's result: the VM, unless its resume failed.
+func (vm *VM) resumed(err error) (*VM, error) {
+	if err != nil {
+		return nil, err
+	}
+	return vm, nil
+}
+
+// resume runs start, the part of a resume that starts the VM, under
+// ResumeTimeout.
+func (vm *VM) resume(ctx context.Context, began time.Time, start func(context.Context) error) error {
+	if vm.cfg.Debug.GDB && vm.cfg.Debug.Wait {
 		vm.runTimeout = ResumeTimeout
 	} else {
 		var cancel context.CancelFunc
@@ -149,11 +175,11 @@ func Resume(ctx context.Context, cfg Config, saved Saved, shape Shape) (*VM, err
 	}
 	vm.setStarting(true)
 	defer vm.setStarting(false)
-	if err := vm.start(ctx, f, template); err != nil {
-		return nil, vm.bootError("resume", err, ResumeTimeout)
+	if err := start(ctx); err != nil {
+		return vm.bootError("resume", err, ResumeTimeout)
 	}
-	if cfg.OnReady != nil {
-		cfg.OnReady(true, time.Since(start))
+	if vm.cfg.OnReady != nil {
+		vm.cfg.OnReady(true, time.Since(began))
 	}
-	return vm, nil
+	return nil
 }
