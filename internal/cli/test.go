@@ -204,6 +204,7 @@ func (env testEnv) run(args []string) int {
 		Pool:         p,
 		NoCache:      opts.noCache,
 		BuildTimeout: opts.timeout,
+		Standby:      true,
 		Notes:        env.stderr,
 		Debug:        opts.debug.machineDebug(note),
 	}

@@ -39,6 +39,11 @@ type Config struct {
 	// (a read-only fixture cache).
 	Notes io.Writer
 
+	// Standby keeps a QEMU ready for the next resume of each template
+	// fixture VM (standby.go), for runs of many files;
+	// $PROVIUM_FIXTURE_STANDBY=off turns it off.
+	Standby bool
+
 	// Debug gives the VMs of the files a gdbstub; fixture builds have
 	// none, so that --gdb-wait never holds up a snapshot.
 	Debug machine.Debug
@@ -58,7 +63,8 @@ type Harness struct {
 	fixtures *fixture.Manager
 	seq      atomic.Int64
 
-	shared sharedMemory // what template-resumed VMs hold of their own
+	shared   sharedMemory // what template-resumed VMs hold of their own
+	standbys standbys
 
 	mu   sync.Mutex
 	live map[*machine.VM]bool
@@ -91,6 +97,11 @@ func New(cfg Config) (*Harness, error) {
 	}
 	h := &Harness{cfg: cfg, profiles: profiles, live: map[*machine.VM]bool{}}
 	h.run, h.endRun = context.WithCancelCause(context.Background())
+	h.standbys = standbys{
+		off:  !cfg.Standby || cfg.Debug.GDB || os.Getenv("PROVIUM_FIXTURE_STANDBY") == "off",
+		pool: cfg.Pool,
+		run:  h.run,
+	}
 	h.fixtures = &fixture.Manager{
 		Root:         root,
 		Project:      cfg.StartDir,
@@ -242,6 +253,7 @@ func (h *Harness) fixtureBuilt(ctx context.Context, name string, d time.Duration
 // harness still has.
 func (h *Harness) Close() {
 	h.endRun(errors.New("the run ended"))
+	h.standbys.close()
 	h.mu.Lock()
 	vms := make([]*machine.VM, 0, len(h.live))
 	for vm := range h.live {

@@ -197,6 +197,7 @@ func (fh *fileHost) Fixture(ctx context.Context, name string) (*luaapi.Resumed, 
 			return nil, err
 		}
 		fmt.Fprintf(fh.log, "[fixture %s] snapshot did not restore, rebuilding: %v\n", name, err)
+		fh.h.standbys.drop(e.Key)
 		fh.h.fixtures.Invalidate(e)
 	}
 }
@@ -294,10 +295,18 @@ func (fh *fileHost) resumeVM(ctx context.Context, fixtureName, key, vmName strin
 	// The profile says how to read the VM's kernel reports.
 	cfg.Profile, _ = fh.h.profiles.Get(ev.Boot.Profile)
 	cfg.NICSockets = sockets
-	vm, err := machine.Resume(ctx, cfg, machine.Saved{State: ev.Snapshot, Memory: ev.Memory}, ev.Shape)
+	saved := machine.Saved{State: ev.Snapshot, Memory: ev.Memory}
+	standby := ev.Memory != "" && len(sockets) == 0 && len(ev.Shape.Disks) == 0 && cfg.RAMDir == ""
+	if standby {
+		cfg.Standby = fh.h.standbys.take(key)
+	}
+	vm, err := machine.Resume(ctx, cfg, saved, ev.Shape)
 	if err != nil {
 		v.releasePool()
 		return nil, err
+	}
+	if standby {
+		fh.h.standbys.prepare(key, saved, ev.Shape, fh.logf)
 	}
 	v.VM = vm
 	fh.h.track(vm, true)
