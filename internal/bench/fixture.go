@@ -10,6 +10,7 @@ import (
 
 	"github.com/provium/provium/internal/machine"
 	"github.com/provium/provium/internal/memfile"
+	"github.com/provium/provium/internal/pool"
 	"github.com/provium/provium/internal/qemu"
 	"github.com/provium/provium/internal/wire"
 )
@@ -23,7 +24,16 @@ type fixturePath struct {
 // fixtureFigures is what one path costs at one memory size.
 type fixtureFigures struct {
 	save, resume time.Duration
+	// standby is resume to first op through a standby QEMU, which held
+	// standbyMiB of its own while it waited (templates only).
+	standby    time.Duration
+	standbyMiB int
+	// pssMiB is the host memory (PSS) of idleVMs resumed VMs together.
+	pssMiB int
 }
+
+// idleVMs is how many resumed VMs the memory figure holds at once.
+const idleVMs = 20
 
 // fixtures measures both ways of saving a fixture side by side, on the
 // same guest: a migration stream of the whole VM, and a memory template
@@ -60,6 +70,11 @@ func fixtures(ctx context.Context, out io.Writer, dir string, newVM func(string)
 		fmt.Fprintf(out, "%-9s resume to first op         %8.0f ms (median of 3)\n", p.name, ms(small.resume))
 		fmt.Fprintf(out, "%-9s resume / cold boot         %8.3f\n", p.name, float64(small.resume)/float64(cold))
 		fmt.Fprintf(out, "%-9s resume at 4 GiB            %8.0f ms (%.2f x 512 MiB; save %.0f ms)\n", p.name, ms(big.resume), float64(big.resume)/float64(small.resume), ms(big.save))
+		if p.template {
+			fmt.Fprintf(out, "%-9s resume from a standby      %8.0f ms (median of 3; %.3f x cold boot; the standby held %d MiB of its own)\n",
+				p.name, ms(small.standby), float64(small.standby)/float64(cold), small.standbyMiB)
+		}
+		fmt.Fprintf(out, "%-9s %d idle VMs resumed, PSS  %8d MiB (%.2f x %d x 512 MiB)\n", p.name, idleVMs, small.pssMiB, float64(small.pssMiB)/float64(idleVMs*512), idleVMs)
 	}
 	return nil
 }
@@ -113,5 +128,84 @@ func fixtureCost(ctx context.Context, dir string, newVM func(string) machine.Con
 		}
 	}
 	f.resume = median(resumes)
+	if p.template {
+		if f.standby, f.standbyMiB, err = standbyCost(ctx, newVM, name, machine.SavedIn(snap), shape); err != nil {
+			return f, err
+		}
+	}
+	if mib == 512 {
+		if f.pssMiB, err = idleCost(ctx, newVM, name, machine.SavedIn(snap), shape); err != nil {
+			return f, err
+		}
+	}
 	return f, nil
+}
+
+// standbyCost resumes saved three times through a standby QEMU that
+// loaded it first, to the first op, and says what the standby held while
+// it waited.
+func standbyCost(ctx context.Context, newVM func(string) machine.Config, name string, saved machine.Saved, shape machine.Shape) (time.Duration, int, error) {
+	var resumes []time.Duration
+	most := 0
+	for i := 0; i < 3; i++ {
+		s, err := machine.PrepareResume(ctx, saved, shape)
+		if err != nil {
+			return 0, 0, err
+		}
+		mib, err := pool.PrivateDirtyMiB(s.Pid())
+		if err != nil {
+			s.Close()
+			return 0, 0, err
+		}
+		most = max(most, mib)
+		cfg := newVM(fmt.Sprintf("%s-standby%d", name, i))
+		cfg.Standby = s
+		start := time.Now()
+		r, err := machine.Resume(ctx, cfg, saved, shape)
+		if err != nil {
+			return 0, 0, err
+		}
+		err = r.Agent().Ping(ctx)
+		resumes = append(resumes, time.Since(start))
+		pid := r.QEMUPid()
+		r.Kill()
+		if err != nil {
+			return 0, 0, err
+		}
+		if pid != s.Pid() {
+			return 0, 0, fmt.Errorf("the resume did not use its standby QEMU (%d, not %d)", pid, s.Pid())
+		}
+	}
+	return median(resumes), most, nil
+}
+
+// idleCost resumes idleVMs VMs from saved, lets them idle, and adds up
+// the host memory their QEMUs hold.
+func idleCost(ctx context.Context, newVM func(string) machine.Config, name string, saved machine.Saved, shape machine.Shape) (int, error) {
+	var vms []*machine.VM
+	defer func() {
+		for _, vm := range vms {
+			vm.Kill()
+		}
+	}()
+	for i := range idleVMs {
+		vm, err := machine.Resume(ctx, newVM(fmt.Sprintf("%s-idle%d", name, i)), saved, shape)
+		if err != nil {
+			return 0, err
+		}
+		vms = append(vms, vm)
+		if err := vm.Agent().Ping(ctx); err != nil {
+			return 0, err
+		}
+	}
+	time.Sleep(2 * time.Second) // idle: what a VM waiting for its test holds
+	total := 0
+	for _, vm := range vms {
+		mib, err := pool.PSSMiB(vm.QEMUPid())
+		if err != nil {
+			return 0, err
+		}
+		total += mib
+	}
+	return total, nil
 }
