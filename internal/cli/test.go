@@ -204,7 +204,7 @@ func (env testEnv) run(args []string) int {
 		Pool:         p,
 		NoCache:      opts.noCache,
 		BuildTimeout: opts.timeout,
-		Standby:      true,
+		Standbys:     opts.standbys(),
 		Notes:        env.stderr,
 		Debug:        opts.debug.machineDebug(note),
 	}
@@ -306,6 +306,16 @@ func (o testOptions) parallelism() int {
 		return 0
 	}
 	return max(2, runtime.NumCPU()/2)
+}
+
+// standbys is how many QEMUs the run keeps ready for the next resumes of
+// a template fixture: one for each file that runs at once, and a few
+// when the pool alone decides how many do.
+func (o testOptions) standbys() int {
+	if n := o.parallelism(); n > 0 {
+		return min(n, 4)
+	}
+	return 2
 }
 
 // selectFiles finds the files to run: discovered or from the last run,

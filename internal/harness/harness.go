@@ -39,10 +39,11 @@ type Config struct {
 	// (a read-only fixture cache).
 	Notes io.Writer
 
-	// Standby keeps a QEMU ready for the next resume of each template
-	// fixture VM (standby.go), for runs of many files;
-	// $PROVIUM_FIXTURE_STANDBY=off turns it off.
-	Standby bool
+	// Standbys is how many QEMUs to keep ready for the next resumes of
+	// each template fixture VM (standby.go): as many as files run at
+	// once, for runs of many files. $PROVIUM_FIXTURE_STANDBY=off keeps
+	// none.
+	Standbys int
 
 	// Debug gives the VMs of the files a gdbstub; fixture builds have
 	// none, so that --gdb-wait never holds up a snapshot.
@@ -97,10 +98,9 @@ func New(cfg Config) (*Harness, error) {
 	}
 	h := &Harness{cfg: cfg, profiles: profiles, live: map[*machine.VM]bool{}}
 	h.run, h.endRun = context.WithCancelCause(context.Background())
-	h.standbys = standbys{
-		off:  !cfg.Standby || cfg.Debug.GDB || os.Getenv("PROVIUM_FIXTURE_STANDBY") == "off",
-		pool: cfg.Pool,
-		run:  h.run,
+	h.standbys = standbys{per: cfg.Standbys, pool: cfg.Pool, run: h.run}
+	if cfg.Debug.GDB || os.Getenv("PROVIUM_FIXTURE_STANDBY") == "off" {
+		h.standbys.per = 0
 	}
 	h.fixtures = &fixture.Manager{
 		Root:         root,

@@ -9,10 +9,10 @@ import (
 	"github.com/provium/provium/internal/pool"
 )
 
-// A run that resumes a template fixture again and again keeps one QEMU
-// ready for its next resume (machine.Standby): started when a file
-// resumes the fixture, claimed by the next file that does, and started
-// again. It runs while the files do, so the next resume skips QEMU's own
+// A run that resumes a template fixture again and again keeps QEMUs
+// ready for its next resumes (machine.Standby), as many as files run at
+// once: started when a file resumes the fixture, claimed by the next
+// files that do, and started again. It runs while the files do, so the next resume skips QEMU's own
 // start and the loading of the state. It is work ahead of need, so it
 // never holds up a VM: it takes from the pool only what is free with no
 // one waiting.
@@ -25,13 +25,13 @@ const standbyMiB = 48
 // standbys are a run's standby QEMUs, by the key of the fixture VM they
 // resume (entry key/VM index).
 type standbys struct {
-	off  bool
+	per  int // standbys for each key; 0: none
 	pool *pool.Pool
 	run  context.Context
 
 	mu        sync.Mutex
-	ready     map[string]*standby
-	preparing map[string]bool
+	ready     map[string][]*standby
+	preparing map[string]int
 	closed    bool
 	starting  sync.WaitGroup
 }
@@ -41,54 +41,55 @@ type standby struct {
 	release func() // its pool grant
 }
 
-// take returns the standby for key, nil if none is ready. Its pool grant
+// take returns a standby for key, nil if none is ready. Its pool grant
 // ends here: the VM that claims it holds its own.
 func (sb *standbys) take(key string) *machine.Standby {
 	sb.mu.Lock()
-	st := sb.ready[key]
-	delete(sb.ready, key)
-	sb.mu.Unlock()
-	if st == nil {
+	q := sb.ready[key]
+	if len(q) == 0 {
+		sb.mu.Unlock()
 		return nil
 	}
+	st := q[0]
+	sb.ready[key] = q[1:]
+	sb.mu.Unlock()
 	st.release()
 	return st.s
 }
 
-// prepare starts a standby for key in the background unless one is ready
-// or on its way. Failures go to log: a resume without a standby only
-// takes longer.
+// prepare starts standbys for key in the background, as many as are
+// missing of those ready or on their way. Failures go to logf: a resume
+// without a standby only takes longer.
 func (sb *standbys) prepare(key string, saved machine.Saved, shape machine.Shape, logf func(string, ...any)) {
-	if sb.off {
-		return
-	}
 	sb.mu.Lock()
-	if sb.closed || sb.ready[key] != nil || sb.preparing[key] {
-		sb.mu.Unlock()
-		return
-	}
-	release := func() {}
-	if sb.pool != nil {
-		var ok bool
-		if release, ok = sb.pool.TryAcquire(standbyMiB, 0); !ok {
-			sb.mu.Unlock()
-			return
-		}
-	}
-	if sb.preparing == nil {
-		sb.preparing, sb.ready = map[string]bool{}, map[string]*standby{}
-	}
-	sb.preparing[key] = true
 	defer sb.mu.Unlock()
-	// Added under the lock, so that close, which sets closed under it,
-	// waits for this one.
+	for !sb.closed && len(sb.ready[key])+sb.preparing[key] < sb.per {
+		release := func() {}
+		if sb.pool != nil {
+			var ok bool
+			if release, ok = sb.pool.TryAcquire(standbyMiB, 0); !ok {
+				return
+			}
+		}
+		if sb.preparing == nil {
+			sb.preparing, sb.ready = map[string]int{}, map[string][]*standby{}
+		}
+		sb.preparing[key]++
+		sb.start(key, saved, shape, release, logf)
+	}
+}
+
+// start prepares one standby for key, which holds release of the pool.
+// Called with sb.mu held, so that close, which sets closed under it,
+// waits for this one.
+func (sb *standbys) start(key string, saved machine.Saved, shape machine.Shape, release func(), logf func(string, ...any)) {
 	sb.starting.Go(func() {
 		ctx, cancel := context.WithTimeout(sb.run, machine.ResumeTimeout)
 		defer cancel()
 		s, err := machine.PrepareResume(ctx, saved, shape)
 		sb.mu.Lock()
 		defer sb.mu.Unlock()
-		delete(sb.preparing, key)
+		sb.preparing[key]--
 		switch {
 		case err != nil:
 			release()
@@ -99,7 +100,7 @@ func (sb *standbys) prepare(key string, saved machine.Saved, shape machine.Shape
 			release()
 			s.Close()
 		default:
-			sb.ready[key] = &standby{s: s, release: release}
+			sb.ready[key] = append(sb.ready[key], &standby{s: s, release: release})
 		}
 	})
 }
@@ -108,9 +109,9 @@ func (sb *standbys) prepare(key string, saved machine.Saved, shape machine.Shape
 func (sb *standbys) drop(entryKey string) {
 	sb.mu.Lock()
 	var gone []*standby
-	for key, st := range sb.ready {
+	for key, q := range sb.ready {
 		if strings.HasPrefix(key, entryKey+"/") {
-			gone = append(gone, st)
+			gone = append(gone, q...)
 			delete(sb.ready, key)
 		}
 	}
@@ -129,9 +130,11 @@ func (sb *standbys) close() {
 	ready := sb.ready
 	sb.ready = nil
 	sb.mu.Unlock()
-	for _, st := range ready {
-		st.s.Close()
-		st.release()
+	for _, q := range ready {
+		for _, st := range q {
+			st.s.Close()
+			st.release()
+		}
 	}
 	sb.starting.Wait()
 }
