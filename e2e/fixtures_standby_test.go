@@ -163,6 +163,18 @@ func TestStandbyClaim(t *testing.T) {
 	if got := run(r, "cat /tmp/kept"); got != "kept" {
 		t.Errorf("/tmp/kept = %q after the claim", got)
 	}
+	// A standby waits at the lowest CPU priority; claimed, it has the
+	// usual one, in every thread.
+	stats, _ := filepath.Glob(filepath.Join("/proc", strconv.Itoa(r.QEMUPid()), "task", "*", "stat"))
+	if len(stats) == 0 {
+		t.Errorf("no threads of QEMU %d", r.QEMUPid())
+	}
+	for _, st := range stats {
+		b, _ := os.ReadFile(st)
+		if f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:])); len(f) > 16 && f[16] != "0" {
+			t.Errorf("claimed QEMU thread %s runs at nice %s", st, f[16])
+		}
+	}
 	ran := uptime(r) - saved
 	t.Logf("the guest's uptime went on by %.2f s from the snapshot to just after a claim %v after its standby was ready", ran, wait)
 	if ran > wait.Seconds()/2 {

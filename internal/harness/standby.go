@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/provium/provium/internal/machine"
 	"github.com/provium/provium/internal/pool"
@@ -12,15 +13,20 @@ import (
 // A run that resumes a template fixture again and again keeps QEMUs
 // ready for its next resumes (machine.Standby), as many as files run at
 // once: started when a file resumes the fixture, claimed by the next
-// files that do, and started again. It runs while the files do, so the next resume skips QEMU's own
-// start and the loading of the state. It is work ahead of need, so it
-// never holds up a VM: it takes from the pool only what is free with no
-// one waiting.
+// files that do, and started again. They start while the files run, so
+// that a resume skips QEMU's own start and the loading of the state. It
+// is work ahead of need, so it never holds up a VM: a standby takes from
+// the pool only what is free with no one waiting, and runs at the lowest
+// CPU priority until it is claimed.
 
 // standbyMiB is what the pool holds for a standby: an idle QEMU whose
 // guest has not run holds little of its own (its device state, QEMU's
 // heap), measured at 20-30 MiB here.
 const standbyMiB = 48
+
+// standbyTimeout bounds a standby's start: at the lowest CPU priority, it
+// waits while the files use every CPU.
+const standbyTimeout = 2 * time.Minute
 
 // standbys are a run's standby QEMUs, by the key of the fixture VM they
 // resume (entry key/VM index).
@@ -84,7 +90,7 @@ func (sb *standbys) prepare(key string, saved machine.Saved, shape machine.Shape
 // waits for this one.
 func (sb *standbys) start(key string, saved machine.Saved, shape machine.Shape, release func(), logf func(string, ...any)) {
 	sb.starting.Go(func() {
-		ctx, cancel := context.WithTimeout(sb.run, machine.ResumeTimeout)
+		ctx, cancel := context.WithTimeout(sb.run, standbyTimeout)
 		defer cancel()
 		s, err := machine.PrepareResume(ctx, saved, shape)
 		sb.mu.Lock()

@@ -82,7 +82,14 @@ func PrepareResume(ctx context.Context, saved Saved, shape Shape) (*Standby, err
 	}
 	cfg := shape.qemuConfig(s.tr.device(), nil)
 	cfg.Console, cfg.Incoming, cfg.Template, cfg.Memory = s.console, state, true, mem
-	if s.proc, err = qemu.Start(ctx, cfg); err != nil {
+	// Ahead of need, it takes only CPU time nothing else wants.
+	cfg.Background = true
+	s.proc, err = qemu.Start(ctx, cfg)
+	if errors.Is(err, qemu.ErrNoBackground) {
+		cfg.Background = false
+		s.proc, err = qemu.Start(ctx, cfg)
+	}
+	if err != nil {
 		s.Close()
 		return nil, fmt.Errorf("standby: %w", err)
 	}
@@ -150,6 +157,10 @@ func (s *Standby) claim(cfg Config, saved Saved, shape Shape) (*os.File, error) 
 		if now != s.loaded[i] {
 			return nil, fmt.Errorf("%s changed after it was loaded", path)
 		}
+	}
+	// Needed now: the usual priority, or not at all.
+	if err := s.proc.Foreground(); err != nil {
+		return nil, err
 	}
 	s.ended = true
 	mem := s.mem

@@ -89,7 +89,14 @@ type Config struct {
 	// Paused starts the guest with its CPUs stopped, until a debugger or
 	// Cont continues them.
 	Paused bool
+	// Background starts QEMU at the lowest CPU priority, for a process
+	// started ahead of need, until Foreground; Start fails with
+	// ErrNoBackground where the priority could not be raised again.
+	Background bool
 }
+
+// ErrNoBackground: this process may not raise a priority it lowered.
+var ErrNoBackground = errors.New("qemu: a QEMU in the background could not be brought to the foreground here (RLIMIT_NICE)")
 
 func (cfg Config) withDefaults() Config {
 	if cfg.Binary == "" {
@@ -155,6 +162,9 @@ func (e *ExitError) Clean() bool { return e.State != nil && e.State.Success() }
 // or the death of the Provium process, however it dies.
 func Start(ctx context.Context, cfg Config) (*Process, error) {
 	cfg = cfg.withDefaults()
+	if cfg.Background && !canForeground() {
+		return nil, ErrNoBackground
+	}
 	for _, d := range cfg.Devices {
 		if in, ok := d.(inheritor); ok && in.inherited() == nil {
 			return nil, fmt.Errorf("qemu: %T has no file to pass", d)
@@ -221,7 +231,7 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 		stderr:  stderr,
 		done:    make(chan struct{}),
 	}
-	exited, err := startLocked(cmd)
+	exited, err := startLocked(cmd, cfg.Background)
 	// QEMU has its copies now. Ours must go at once: an open write end
 	// would hide QEMU's exit from the QMP and console readers.
 	qmpGuest.Close()

@@ -1,6 +1,7 @@
 package qemu
 
 import (
+	"fmt"
 	"os/exec"
 	"runtime"
 )
@@ -13,13 +14,28 @@ import (
 // from an ordinary goroutine would be killed at some arbitrary later
 // moment. The locked thread lives exactly as long as QEMU: it is only
 // released (and, being locked, destroyed) after QEMU has exited.
-func startLocked(cmd *exec.Cmd) (<-chan error, error) {
+//
+// When background is set, QEMU is forked at the lowest priority
+// (priority_linux.go).
+func startLocked(cmd *exec.Cmd, background bool) (<-chan error, error) {
 	started := make(chan error, 1)
 	exited := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
 		// No UnlockOSThread: the thread ends with this goroutine.
-		if err := cmd.Start(); err != nil {
+		if background {
+			if err := lowerThread(); err != nil {
+				started <- fmt.Errorf("lower the priority: %w", err)
+				return
+			}
+		}
+		err := cmd.Start()
+		if background {
+			// QEMU has its own copy; this thread, which only waits
+			// for it, goes back to the usual one.
+			raiseThread()
+		}
+		if err != nil {
 			started <- err
 			return
 		}
