@@ -222,3 +222,30 @@ func TestStandbyClaim(t *testing.T) {
 		t.Errorf("QEMU processes left: %v", left)
 	}
 }
+
+// A standby holds a little of a fixed pool; a VM that needs it gets it:
+// the standby is given up, not waited for.
+func TestStandbyGivesWayInTheFixedPool(t *testing.T) {
+	env := NewEnv(t, map[string]string{
+		"tests/fixtures/half.lua": `provium.create("minimal"):boot({memory = "512M"})
+`,
+		"tests/a_test.lua": `local vm = provium.fixture("half")
+test("resumed", function() vm:exec("sleep 4") end)
+`,
+		"tests/b_test.lua": `local vm = provium.create("minimal")
+vm:boot({memory = "1024M"})
+test("the whole pool", function() assert(vm:exec("true").ok) end)
+`,
+	})
+	env.Run("test", "-v", "-p", "1", "--mem", "1024", "--timeout", "90s", "tests/").MustPass(t)
+	logs, _ := filepath.Glob(filepath.Join(env.Tmp, "provium-runs-*", "run-*", "tests_a_test.lua.log"))
+	if len(logs) != 1 {
+		t.Fatalf("want the log of a_test.lua, found %v", logs)
+	}
+	if b, _ := os.ReadFile(logs[0]); !strings.Contains(string(b), "is ready for the next resume") {
+		t.Errorf("no standby was made ready while a_test.lua ran:\n%s", b)
+	}
+	if left := qemuProcesses(t, env.Cache); len(left) > 0 {
+		t.Errorf("QEMU processes left after the run: %v", left)
+	}
+}

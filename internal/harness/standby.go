@@ -2,6 +2,7 @@ package harness
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -43,8 +44,10 @@ type standbys struct {
 }
 
 type standby struct {
-	s       *machine.Standby
-	release func() // its pool grant
+	key     string
+	s       *machine.Standby // nil while it starts
+	release func()           // its pool grant
+	revoked bool             // under standbys.mu: the pool asked it back
 }
 
 // take returns a standby for key, nil if none is ready. Its pool grant
@@ -70,10 +73,10 @@ func (sb *standbys) prepare(key string, saved machine.Saved, shape machine.Shape
 	sb.mu.Lock()
 	defer sb.mu.Unlock()
 	for !sb.closed && len(sb.ready[key])+sb.preparing[key] < sb.per {
-		release := func() {}
+		st := &standby{key: key, release: func() {}}
 		if sb.pool != nil {
 			var ok bool
-			if release, ok = sb.pool.TryAcquire(standbyMiB, 0); !ok {
+			if st.release, ok = sb.pool.TryAcquire(standbyMiB, 0, func() { sb.revoke(st) }); !ok {
 				return
 			}
 		}
@@ -81,34 +84,52 @@ func (sb *standbys) prepare(key string, saved machine.Saved, shape machine.Shape
 			sb.preparing, sb.ready = map[string]int{}, map[string][]*standby{}
 		}
 		sb.preparing[key]++
-		sb.start(key, saved, shape, release, logf)
+		sb.start(st, saved, shape, logf)
 	}
 }
 
-// start prepares one standby for key, which holds release of the pool.
-// Called with sb.mu held, so that close, which sets closed under it,
-// waits for this one.
-func (sb *standbys) start(key string, saved machine.Saved, shape machine.Shape, release func(), logf func(string, ...any)) {
+// start prepares standby st. Called with sb.mu held, so that close,
+// which sets closed under it, waits for this one.
+func (sb *standbys) start(st *standby, saved machine.Saved, shape machine.Shape, logf func(string, ...any)) {
 	sb.starting.Go(func() {
 		ctx, cancel := context.WithTimeout(sb.run, standbyTimeout)
 		defer cancel()
 		s, err := machine.PrepareResume(ctx, saved, shape)
 		sb.mu.Lock()
 		defer sb.mu.Unlock()
-		sb.preparing[key]--
+		sb.preparing[st.key]--
 		switch {
 		case err != nil:
-			release()
+			st.release()
 			if sb.run.Err() == nil {
 				logf("[provium] no standby QEMU for the next resume: %v", err)
 			}
-		case sb.closed:
-			release()
+		case sb.closed || st.revoked:
+			st.release()
 			s.Close()
 		default:
-			sb.ready[key] = append(sb.ready[key], &standby{s: s, release: release})
+			st.s = s
+			sb.ready[st.key] = append(sb.ready[st.key], st)
+			logf("[provium] QEMU %d is ready for the next resume", s.Pid())
 		}
 	})
+}
+
+// revoke ends standby st, whose memory a VM waits for in the pool.
+func (sb *standbys) revoke(st *standby) {
+	sb.mu.Lock()
+	st.revoked = true
+	q := sb.ready[st.key]
+	i := slices.Index(q, st)
+	if i >= 0 {
+		sb.ready[st.key] = slices.Delete(q, i, i+1)
+	}
+	sb.mu.Unlock()
+	if i >= 0 {
+		st.s.Close()
+		st.release()
+	}
+	// Still starting, it ends when started; taken, its grant has ended.
 }
 
 // drop closes the standbys of a fixture entry, which is being rebuilt.

@@ -145,17 +145,17 @@ func TestTryAcquireNeverQueuesOrJumpsTheQueue(t *testing.T) {
 	p := NewFixed(1024, 2)
 	p.meminfo, p.now, p.poll = h.meminfo, h.clock, time.Millisecond
 
-	rel, ok := p.TryAcquire(512, 0)
+	rel, ok := p.TryAcquire(512, 0, nil)
 	if !ok {
 		t.Fatal("TryAcquire(512) refused by an empty pool")
 	}
-	if _, ok := p.TryAcquire(600, 0); ok {
+	if _, ok := p.TryAcquire(600, 0, nil); ok {
 		t.Error("TryAcquire(600) granted past the budget")
 	}
 	// A VM that asked first and waits keeps its turn.
 	ch := acquireAsync(context.Background(), p, 1024, 1)
 	waitWaiting(t, p, 1)
-	if r, ok := p.TryAcquire(1, 0); ok {
+	if r, ok := p.TryAcquire(1, 0, nil); ok {
 		r()
 		t.Error("TryAcquire granted while a VM waits")
 	}
@@ -169,11 +169,44 @@ func TestTryAcquireNeverQueuesOrJumpsTheQueue(t *testing.T) {
 
 	// In fixed mode, the host's MemAvailable bounds it too.
 	h.set(func(h *fakeHost) { h.avail = 100 })
-	if r, ok := p.TryAcquire(200, 0); ok {
+	if r, ok := p.TryAcquire(200, 0, nil); ok {
 		r()
 		t.Error("TryAcquire granted more than MemAvailable")
 	}
 	if u := p.Usage(); u.MemMiB != 0 || u.VMs != 0 {
 		t.Errorf("after every release the pool holds %d MiB in %d grants", u.MemMiB, u.VMs)
 	}
+}
+
+// Work ahead of need gives its reservation back once a VM waits for it.
+func TestTryAcquireRevokedForAWaitingVM(t *testing.T) {
+	p := NewFixed(1024, 0)
+	p.meminfo = (&fakeHost{avail: 4096, total: 16384}).meminfo
+	revoked := make(chan struct{})
+	var release func()
+	release, ok := p.TryAcquire(48, 0, func() {
+		close(revoked) // twice would panic
+		release()
+	})
+	if !ok {
+		t.Fatal("TryAcquire refused by an empty pool")
+	}
+	fits := mustAcquire(t, p, 512, 0) // fits beside it: nothing asked back
+	select {
+	case <-revoked:
+		t.Fatal("revoked while every VM fitted")
+	default:
+	}
+	ch := acquireAsync(context.Background(), p, 512, 0)
+	select {
+	case <-revoked:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a VM waits for memory a TryAcquire holds, and it was not asked back")
+	}
+	o := <-ch
+	if o.err != nil {
+		t.Fatal(o.err)
+	}
+	o.release()
+	fits()
 }

@@ -73,7 +73,8 @@ type Pool struct {
 	held      int      // grants not yet released
 	recent    []*grant // auto mode: grants younger than settle
 	waiters   []*waiter
-	lastAvail int // auto mode: MemAvailable at the last look, MiB; -1 unknown
+	revocable []*grant // TryAcquire's, not yet asked back
+	lastAvail int      // auto mode: MemAvailable at the last look, MiB; -1 unknown
 }
 
 // grant is one reservation.
@@ -84,6 +85,7 @@ type grant struct {
 	scope     *scope // the scope it was made under, if any
 	measured  bool   // AcquireMeasured's: mem is an estimate
 	released  bool   // under Pool.mu
+	revoke    func() // TryAcquire's: asks the grant back
 }
 
 // waiter is an Acquire that has not been granted yet.
@@ -232,9 +234,11 @@ func (m *Measured) Release() { m.release() }
 
 // TryAcquire reserves memMiB MiB and cpus CPUs now, if they fit and no
 // one is waiting: for work done ahead of need, which must never hold up a
-// VM that asked first. Like a measured grant, it must fit in the host's
-// MemAvailable in fixed mode too. ok is false when nothing was reserved.
-func (p *Pool) TryAcquire(memMiB, cpus int) (release func(), ok bool) {
+// VM. Like a measured grant, it must fit in the host's MemAvailable in
+// fixed mode too. ok is false when nothing was reserved. Once a VM waits
+// for what the pool lacks, revoke is called, once, in a goroutine of its
+// own: the holder is to give the reservation back.
+func (p *Pool) TryAcquire(memMiB, cpus int, revoke func()) (release func(), ok bool) {
 	if memMiB < 0 || cpus < 0 || p.check(memMiB, cpus) != nil {
 		return nil, false
 	}
@@ -250,12 +254,24 @@ func (p *Pool) TryAcquire(memMiB, cpus int) (release func(), ok bool) {
 	} else if !p.fixedFits(memMiB, cpus) || !p.autoFits()(memMiB, cpus) {
 		return nil, false
 	}
-	g := &grant{mem: memMiB, cpus: cpus, measured: true, at: p.now()}
+	g := &grant{mem: memMiB, cpus: cpus, measured: true, at: p.now(), revoke: revoke}
 	p.usedMem += memMiB
 	p.usedCPUs += cpus
 	p.held++
 	p.recent = append(p.recent, g)
+	p.revocable = append(p.revocable, g)
 	return func() { p.release(g) }, true
+}
+
+// revokeLocked asks every TryAcquire grant back.
+func (p *Pool) revokeLocked() {
+	for _, g := range p.revocable {
+		if g.revoke != nil {
+			go g.revoke()
+		}
+	}
+	clear(p.revocable)
+	p.revocable = p.revocable[:0]
 }
 
 // check fails requests that no amount of waiting can grant.
@@ -335,6 +351,9 @@ func (p *Pool) grantLocked() {
 	}
 	clear(p.waiters[len(kept):])
 	p.waiters = kept
+	if len(kept) > 0 {
+		p.revokeLocked()
+	}
 }
 
 func (p *Pool) fixedFits(mem, cpus int) bool {
@@ -397,6 +416,12 @@ func (p *Pool) release(g *grant) {
 		for i, r := range p.recent {
 			if r == g {
 				p.recent = append(p.recent[:i], p.recent[i+1:]...)
+				break
+			}
+		}
+		for i, r := range p.revocable {
+			if r == g {
+				p.revocable = append(p.revocable[:i], p.revocable[i+1:]...)
 				break
 			}
 		}
