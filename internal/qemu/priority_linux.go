@@ -50,19 +50,23 @@ func lowerThread() error {
 }
 
 // Foreground gives every thread of a background QEMU the usual priority.
+// A second pass catches a thread that one still in the background made
+// during the first.
 func (p *Process) Foreground() error {
-	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", p.Pid()))
-	if err != nil {
-		return fmt.Errorf("qemu: foreground: %w", err)
-	}
-	for _, t := range tasks {
-		tid, err := strconv.Atoi(t.Name())
+	for range 2 {
+		tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", p.Pid()))
 		if err != nil {
-			continue
+			return fmt.Errorf("qemu: foreground: %w", err)
 		}
-		// A thread that ended meanwhile is no matter.
-		if err := unix.Setpriority(unix.PRIO_PROCESS, tid, 0); err != nil && err != unix.ESRCH {
-			return fmt.Errorf("qemu: foreground thread %d: %w", tid, err)
+		for _, t := range tasks {
+			tid, err := strconv.Atoi(t.Name())
+			if err != nil {
+				continue
+			}
+			// A thread that ended meanwhile is no matter.
+			if err := unix.Setpriority(unix.PRIO_PROCESS, tid, 0); err != nil && err != unix.ESRCH {
+				return fmt.Errorf("qemu: foreground thread %d: %w", tid, err)
+			}
 		}
 	}
 	return nil
