@@ -244,21 +244,11 @@ func (p *Pool) TryAcquire(memMiB, cpus int, revoke func()) (release func(), ok b
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(p.waiters) > 0 {
+	if len(p.waiters) > 0 || !p.fitTest()(memMiB, cpus, true) {
 		return nil, false
 	}
-	if p.auto {
-		if !p.autoFits()(memMiB, cpus) {
-			return nil, false
-		}
-	} else if !p.fixedFits(memMiB, cpus) || !p.autoFits()(memMiB, cpus) {
-		return nil, false
-	}
-	g := &grant{mem: memMiB, cpus: cpus, measured: true, at: p.now(), revoke: revoke}
-	p.usedMem += memMiB
-	p.usedCPUs += cpus
-	p.held++
-	p.recent = append(p.recent, g)
+	g := p.grantNowLocked(memMiB, cpus, true)
+	g.revoke = revoke
 	p.revocable = append(p.revocable, g)
 	return func() { p.release(g) }, true
 }
@@ -324,29 +314,14 @@ func (p *Pool) grantLocked() {
 	if len(p.waiters) == 0 {
 		return
 	}
-	var fits, hostFits func(mem, cpus int) bool
-	if p.auto {
-		fits = p.autoFits()
-	} else {
-		fits = p.fixedFits
-	}
+	fits := p.fitTest()
 	kept := p.waiters[:0]
 	for _, w := range p.waiters {
-		if !p.auto && w.measured && hostFits == nil {
-			hostFits = p.autoFits()
-		}
-		if !fits(w.mem, w.cpus) || !p.auto && w.measured && !hostFits(w.mem, w.cpus) {
+		if !fits(w.mem, w.cpus, w.measured) {
 			kept = append(kept, w)
 			continue
 		}
-		w.g = &grant{mem: w.mem, cpus: w.cpus, measured: w.measured}
-		p.usedMem += w.mem
-		p.usedCPUs += w.cpus
-		p.held++
-		if p.auto || w.measured {
-			w.g.at = p.now()
-			p.recent = append(p.recent, w.g)
-		}
+		w.g = p.grantNowLocked(w.mem, w.cpus, w.measured)
 		close(w.ready)
 	}
 	clear(p.waiters[len(kept):])
@@ -354,6 +329,36 @@ func (p *Pool) grantLocked() {
 	if len(kept) > 0 {
 		p.revokeLocked()
 	}
+}
+
+// fitTest returns the fit test of one pass over requests, made as they
+// are granted: in fixed mode the budget, and for a measured request the
+// host's MemAvailable too; in auto mode MemAvailable.
+func (p *Pool) fitTest() func(mem, cpus int, measured bool) bool {
+	if p.auto {
+		fits := p.autoFits()
+		return func(mem, cpus int, _ bool) bool { return fits(mem, cpus) }
+	}
+	var hostFits func(mem, cpus int) bool // read once, when first needed
+	return func(mem, cpus int, measured bool) bool {
+		if measured && hostFits == nil {
+			hostFits = p.autoFits()
+		}
+		return p.fixedFits(mem, cpus) && (!measured || hostFits(mem, cpus))
+	}
+}
+
+// grantNowLocked reserves mem and cpus, which fit.
+func (p *Pool) grantNowLocked(mem, cpus int, measured bool) *grant {
+	g := &grant{mem: mem, cpus: cpus, measured: measured}
+	p.usedMem += mem
+	p.usedCPUs += cpus
+	p.held++
+	if p.auto || measured {
+		g.at = p.now()
+		p.recent = append(p.recent, g)
+	}
+	return g
 }
 
 func (p *Pool) fixedFits(mem, cpus int) bool {
