@@ -296,7 +296,7 @@ func (fh *fileHost) resumeVM(ctx context.Context, fixtureName, key, vmName strin
 	cfg.Profile, _ = fh.h.profiles.Get(ev.Boot.Profile)
 	cfg.NICSockets = sockets
 	saved := machine.Saved{State: ev.Snapshot, Memory: ev.Memory}
-	standby := ev.Memory != "" && len(sockets) == 0 && len(ev.Shape.Disks) == 0 && cfg.RAMDir == ""
+	standby := cfg.RAMDir == "" && machine.CanStandby(saved, ev.Shape) == nil
 	if standby {
 		cfg.Standby = fh.h.standbys.take(key)
 	}

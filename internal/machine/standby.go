@@ -44,21 +44,30 @@ type Standby struct {
 // a guest that has not run prints nothing, so more is QEMU's trouble.
 const standbyConsole = 64 << 10
 
-// PrepareResume starts a QEMU for shape that loads template snapshot
-// saved and waits. Only a VM with nothing of its own can be prepared
-// before it exists: a shape with network cards or disks, or a snapshot
-// that is not a template, is an error.
-func PrepareResume(ctx context.Context, saved Saved, shape Shape) (*Standby, error) {
+// CanStandby says why a resume of saved as shape cannot be prepared
+// before its VM exists (PrepareResume), nil if it can. Only a VM with
+// nothing of its own can: not one with network cards or disks, nor one
+// resumed from a stream snapshot or through a copy of its RAM file.
+func CanStandby(saved Saved, shape Shape) error {
 	switch {
 	case saved.Memory == "":
-		return nil, errors.New("standby: not a template snapshot")
+		return errors.New("standby: not a template snapshot")
 	case len(shape.NICs) > 0:
-		return nil, errors.New("standby: network cards are the resumed VM's own")
+		return errors.New("standby: network cards are the resumed VM's own")
 	case len(shape.Disks) > 0:
-		return nil, errors.New("standby: disks are the resumed VM's own")
+		return errors.New("standby: disks are the resumed VM's own")
 	case unix.Access(saved.Memory, unix.W_OK) != nil:
 		// Resume maps a read-only RAM file through a copy of the VM's own.
-		return nil, errors.New("standby: the RAM file is read-only")
+		return errors.New("standby: the RAM file is read-only")
+	}
+	return nil
+}
+
+// PrepareResume starts a QEMU for shape that loads template snapshot
+// saved and waits; CanStandby says which resumes it can serve.
+func PrepareResume(ctx context.Context, saved Saved, shape Shape) (*Standby, error) {
+	if err := CanStandby(saved, shape); err != nil {
+		return nil, err
 	}
 	state, err := os.Open(saved.State)
 	if err != nil {
@@ -82,14 +91,10 @@ func PrepareResume(ctx context.Context, saved Saved, shape Shape) (*Standby, err
 	}
 	cfg := shape.qemuConfig(s.tr.device(), nil)
 	cfg.Console, cfg.Incoming, cfg.Template, cfg.Memory = s.console, state, true, mem
-	// Ahead of need, it takes only CPU time nothing else wants.
-	cfg.Background = true
-	s.proc, err = qemu.Start(ctx, cfg)
-	if errors.Is(err, qemu.ErrNoBackground) {
-		cfg.Background = false
-		s.proc, err = qemu.Start(ctx, cfg)
-	}
-	if err != nil {
+	// Ahead of need, it takes only CPU time nothing else wants, where
+	// it can be given the usual priority back when claimed.
+	cfg.Background = qemu.CanBackground()
+	if s.proc, err = qemu.Start(ctx, cfg); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("standby: %w", err)
 	}

@@ -25,9 +25,12 @@ func raiseThread() error {
 // backgroundNice is the priority of a background QEMU.
 const backgroundNice = 19
 
-// canForeground tells whether this process may give a thread its usual
-// priority back once lowered: an unprivileged one, whose RLIMIT_NICE
-// forbids raising it, may not, and then starts nothing in the background.
+// CanBackground tells whether this process may start QEMU in the
+// background (Config.Background): whether it may give a thread its usual
+// priority back once lowered. An unprivileged one, whose RLIMIT_NICE
+// forbids raising it, may not.
+func CanBackground() bool { return canForeground() }
+
 var canForeground = sync.OnceValue(func() bool {
 	ok := make(chan bool)
 	go func() {

@@ -37,7 +37,7 @@ func niceOf(t *testing.T, pid int) []int {
 }
 
 func TestBackgroundThenForeground(t *testing.T) {
-	if !canForeground() {
+	if !CanBackground() {
 		t.Skip("this process may not raise a lowered priority (RLIMIT_NICE)")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

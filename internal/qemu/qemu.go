@@ -90,8 +90,8 @@ type Config struct {
 	// Cont continues them.
 	Paused bool
 	// Background starts QEMU at the lowest CPU priority, for a process
-	// started ahead of need, until Foreground; Start fails with
-	// ErrNoBackground where the priority could not be raised again.
+	// started ahead of need, until Foreground. Start fails with
+	// ErrNoBackground unless CanBackground.
 	Background bool
 }
 
@@ -162,7 +162,7 @@ func (e *ExitError) Clean() bool { return e.State != nil && e.State.Success() }
 // or the death of the Provium process, however it dies.
 func Start(ctx context.Context, cfg Config) (*Process, error) {
 	cfg = cfg.withDefaults()
-	if cfg.Background && !canForeground() {
+	if cfg.Background && !CanBackground() {
 		return nil, ErrNoBackground
 	}
 	for _, d := range cfg.Devices {
