@@ -113,32 +113,42 @@ func fixtureCost(ctx context.Context, dir string, newVM func(string) machine.Con
 		return f, err
 	}
 	f.save = time.Since(start)
+	saved := machine.SavedIn(snap)
 	var resumes []time.Duration
 	for i := 0; i < 3; i++ {
-		start := time.Now()
-		r, err := machine.Resume(ctx, newVM(fmt.Sprintf("%s-resume%d", name, i)), machine.SavedIn(snap), shape)
+		d, _, err := firstOp(ctx, newVM(fmt.Sprintf("%s-resume%d", name, i)), saved, shape)
 		if err != nil {
 			return f, err
 		}
-		err = r.Agent().Ping(ctx)
-		resumes = append(resumes, time.Since(start))
-		r.Kill()
-		if err != nil {
-			return f, err
-		}
+		resumes = append(resumes, d)
 	}
 	f.resume = median(resumes)
 	if p.template {
-		if f.standby, f.standbyMiB, err = standbyCost(ctx, newVM, name, machine.SavedIn(snap), shape); err != nil {
+		if f.standby, f.standbyMiB, err = standbyCost(ctx, newVM, name, saved, shape); err != nil {
 			return f, err
 		}
 	}
 	if mib == 512 {
-		if f.pssMiB, err = idleCost(ctx, newVM, name, machine.SavedIn(snap), shape); err != nil {
+		if f.pssMiB, err = idleCost(ctx, newVM, name, saved, shape); err != nil {
 			return f, err
 		}
 	}
 	return f, nil
+}
+
+// firstOp resumes saved as cfg to its first op, and says how long that
+// took and which QEMU it ran in.
+func firstOp(ctx context.Context, cfg machine.Config, saved machine.Saved, shape machine.Shape) (time.Duration, int, error) {
+	start := time.Now()
+	r, err := machine.Resume(ctx, cfg, saved, shape)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer r.Kill()
+	if err := r.Agent().Ping(ctx); err != nil {
+		return 0, 0, err
+	}
+	return time.Since(start), r.QEMUPid(), nil
 }
 
 // standbyCost resumes saved three times through a standby QEMU that
@@ -160,18 +170,11 @@ func standbyCost(ctx context.Context, newVM func(string) machine.Config, name st
 		most = max(most, mib)
 		cfg := newVM(fmt.Sprintf("%s-standby%d", name, i))
 		cfg.Standby = s
-		start := time.Now()
-		r, err := machine.Resume(ctx, cfg, saved, shape)
+		d, pid, err := firstOp(ctx, cfg, saved, shape)
 		if err != nil {
 			return 0, 0, err
 		}
-		err = r.Agent().Ping(ctx)
-		resumes = append(resumes, time.Since(start))
-		pid := r.QEMUPid()
-		r.Kill()
-		if err != nil {
-			return 0, 0, err
-		}
+		resumes = append(resumes, d)
 		if pid != s.Pid() {
 			return 0, 0, fmt.Errorf("the resume did not use its standby QEMU (%d, not %d)", pid, s.Pid())
 		}
