@@ -50,6 +50,13 @@ type standby struct {
 	revoked bool             // under standbys.mu: the pool asked it back
 }
 
+// end closes a standby that no resume will claim, and gives back its
+// share of the pool.
+func (st *standby) end() {
+	st.s.Close()
+	st.release()
+}
+
 // take returns a standby for key, nil if none is ready. Its pool grant
 // ends here: the VM that claims it holds its own.
 func (sb *standbys) take(key string) *machine.Standby {
@@ -105,8 +112,8 @@ func (sb *standbys) start(st *standby, saved machine.Saved, shape machine.Shape,
 				logf("[provium] no standby QEMU for the next resume: %v", err)
 			}
 		case sb.closed || st.revoked:
-			st.release()
-			s.Close()
+			st.s = s
+			st.end()
 		default:
 			st.s = s
 			sb.ready[st.key] = append(sb.ready[st.key], st)
@@ -126,8 +133,7 @@ func (sb *standbys) revoke(st *standby) {
 	}
 	sb.mu.Unlock()
 	if i >= 0 {
-		st.s.Close()
-		st.release()
+		st.end()
 	}
 	// Still starting, it ends when started; taken, its grant has ended.
 }
@@ -144,8 +150,7 @@ func (sb *standbys) drop(entryKey string) {
 	}
 	sb.mu.Unlock()
 	for _, st := range gone {
-		st.s.Close()
-		st.release()
+		st.end()
 	}
 }
 
@@ -159,8 +164,7 @@ func (sb *standbys) close() {
 	sb.mu.Unlock()
 	for _, q := range ready {
 		for _, st := range q {
-			st.s.Close()
-			st.release()
+			st.end()
 		}
 	}
 	sb.starting.Wait()
