@@ -178,6 +178,25 @@ func (r Result) MustFail(t *testing.T, want ...string) {
 	}
 }
 
+// FileLog reads the log a run kept (provium test -v) of test file rel,
+// e.g. "tests/a_test.lua", and removes it, so that the next run's log of
+// it is the only one.
+func (e *Env) FileLog(rel string) string {
+	e.t.Helper()
+	name := strings.ReplaceAll(rel, "/", "_") + ".log"
+	logs, _ := filepath.Glob(filepath.Join(e.Tmp, "provium-runs-*", "run-*", name))
+	if len(logs) != 1 {
+		out, _ := exec.Command("find", e.Tmp, "-name", "*.log").CombinedOutput()
+		e.t.Fatalf("want one log of %s, found %v; there are:\n%s", rel, logs, out)
+	}
+	b, err := os.ReadFile(logs[0])
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	os.Remove(logs[0])
+	return string(b)
+}
+
 // qemuProcesses lists the pids of QEMU processes whose command line
 // mentions dir; every VM of an Env boots an initramfs from Env.Cache.
 func qemuProcesses(t *testing.T, dir string) []string {

@@ -40,19 +40,7 @@ end)
 `
 	}
 	env := NewEnv(t, files)
-	logOf := func(file string) string {
-		t.Helper()
-		logs, _ := filepath.Glob(filepath.Join(env.Tmp, "provium-runs-*", "run-*", "tests_"+file+"_test.lua.log"))
-		if len(logs) != 1 {
-			t.Fatalf("want one log of %s, found %v", file, logs)
-		}
-		b, err := os.ReadFile(logs[0])
-		if err != nil {
-			t.Fatal(err)
-		}
-		os.Remove(logs[0])
-		return string(b)
-	}
+	logOf := func(file string) string { return env.FileLog("tests/" + file + "_test.lua") }
 	const claimed = "which had loaded the snapshot ahead of need"
 
 	env.Run("test", "-v", "-p", "1", "tests/").MustPass(t)
@@ -238,12 +226,8 @@ test("the whole pool", function() assert(vm:exec("true").ok) end)
 `,
 	})
 	env.Run("test", "-v", "-p", "1", "--mem", "1024", "--timeout", "90s", "tests/").MustPass(t)
-	logs, _ := filepath.Glob(filepath.Join(env.Tmp, "provium-runs-*", "run-*", "tests_a_test.lua.log"))
-	if len(logs) != 1 {
-		t.Fatalf("want the log of a_test.lua, found %v", logs)
-	}
-	if b, _ := os.ReadFile(logs[0]); !strings.Contains(string(b), "is ready for the next resume") {
-		t.Errorf("no standby was made ready while a_test.lua ran:\n%s", b)
+	if log := env.FileLog("tests/a_test.lua"); !strings.Contains(log, "is ready for the next resume") {
+		t.Errorf("no standby was made ready while a_test.lua ran:\n%s", log)
 	}
 	if left := qemuProcesses(t, env.Cache); len(left) > 0 {
 		t.Errorf("QEMU processes left after the run: %v", left)

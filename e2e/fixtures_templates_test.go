@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -388,16 +387,7 @@ end)
 	if r.Code != 0 {
 		t.Fatalf("provium test: exit %d\n%s\n%s", r.Code, r.Stdout, r.Stderr)
 	}
-	logs, _ := filepath.Glob(filepath.Join(env.Tmp, "provium-runs-*", "run-*", "tests_pool_test.lua.log"))
-	if len(logs) != 1 {
-		out, _ := exec.Command("find", env.Tmp, "-name", "*.log").CombinedOutput()
-		t.Fatalf("want the file's log, found %v; there are:\n%s", logs, out)
-	}
-	b, err := os.ReadFile(logs[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := string(b)
+	log := env.FileLog("tests/pool_test.lua")
 	held := regexp.MustCompile(`holds (\d+) MiB of its own; the pool holds (\d+) MiB for it`).FindStringSubmatch(log)
 	admitted := regexp.MustCompile(`the pool holds (\d+) MiB of 512 for it`).FindAllStringSubmatch(log, -1)
 	if held == nil || len(admitted) != 2 {
