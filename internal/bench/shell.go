@@ -20,8 +20,10 @@ import (
 	"github.com/provium/provium/internal/cache"
 	"github.com/provium/provium/internal/fixture"
 	"github.com/provium/provium/internal/harness"
+	"github.com/provium/provium/internal/luaapi"
 	"github.com/provium/provium/internal/machine"
 	"github.com/provium/provium/internal/profile"
+	"github.com/provium/provium/internal/qemu"
 	"github.com/provium/provium/internal/wire"
 )
 
@@ -105,6 +107,23 @@ func Shell(ctx context.Context, out io.Writer, opts Options) error {
 	// guest's code is translated yet after a resume), timed apart from
 	// the figure.
 	var firstExecs []time.Duration
+	// And how many blocks of guest code the new QEMU translated up to
+	// the first op, and for the first process: under emulation, most of
+	// what the first process costs.
+	translates := qemu.Accel() == "tcg"
+	var resumeBlocks, execBlocks []int
+	blocks := func(m luaapi.Machine) (int, error) {
+		if !translates {
+			return 0, nil
+		}
+		t, ok := m.(interface {
+			TranslationBlocks(context.Context) (int, error)
+		})
+		if !ok {
+			return 0, fmt.Errorf("%s: cannot count its translation blocks", m.Name())
+		}
+		return t.TranslationBlocks(ctx)
+	}
 	resume := func() (time.Duration, error) {
 		start := time.Now()
 		r, err := host.Fixture(ctx, benchFixture)
@@ -116,11 +135,16 @@ func Shell(ctx context.Context, out io.Writer, opts Options) error {
 				v.Machine.Kill()
 			}
 		}()
-		a := r.VMs[0].Machine.Agent()
+		m := r.VMs[0].Machine
+		a := m.Agent()
 		if err := a.Ping(ctx); err != nil {
 			return 0, err
 		}
 		d := time.Since(start)
+		resumed, err := blocks(m)
+		if err != nil {
+			return 0, err
+		}
 		start = time.Now()
 		res, err := a.Exec(ctx, wire.Exec{Cmd: "true"}, nil)
 		if err == nil && res.ExitCode != 0 {
@@ -130,12 +154,17 @@ func Shell(ctx context.Context, out io.Writer, opts Options) error {
 			return 0, fmt.Errorf("first exec after the resume: %w", err)
 		}
 		firstExecs = append(firstExecs, time.Since(start))
+		executed, err := blocks(m)
+		if err != nil {
+			return 0, err
+		}
+		resumeBlocks, execBlocks = append(resumeBlocks, resumed), append(execBlocks, executed-resumed)
 		return d, nil
 	}
 	if _, err := resume(); err != nil {
 		return fmt.Errorf("fixture build: %w", err)
 	}
-	firstExecs = nil
+	firstExecs, resumeBlocks, execBlocks = nil, nil, nil
 
 	coldBoot := func(i int) func() (time.Duration, error) {
 		return func() (time.Duration, error) {
@@ -189,6 +218,15 @@ func Shell(ctx context.Context, out io.Writer, opts Options) error {
 	figure("shell --fixture to prompt", fshells)
 	ratio("shell --fixture / resume", fixtureRatios, fixtureOver)
 	figure("first exec after the resume", firstExecs)
+	if translates {
+		// The QEMU of each resume translates the guest's code afresh.
+		count := func(label string, c []int) {
+			slices.Sort(c)
+			fmt.Fprintf(out, "%-32s%8d blocks translated (median of %d, %d-%d)\n", label, c[len(c)/2], len(c), c[0], c[len(c)-1])
+		}
+		count("resume to first op", resumeBlocks)
+		count("first exec after the resume", execBlocks)
+	}
 	return nil
 }
 

@@ -653,3 +653,15 @@ func imageFormat(path string) string {
 	}
 	return "raw"
 }
+
+// TranslationBlocks returns how many blocks of guest code the VM's QEMU
+// has translated so far (see qemu.Process.TranslationBlocks).
+func (vm *VM) TranslationBlocks(ctx context.Context) (int, error) {
+	vm.mu.Lock()
+	proc := vm.proc
+	vm.mu.Unlock()
+	if proc == nil {
+		return 0, fmt.Errorf("%s: no QEMU: %w", vm.cfg.Name, ErrState)
+	}
+	return proc.TranslationBlocks(ctx)
+}

@@ -102,6 +102,9 @@ func TestBootSnapshotRestore(t *testing.T) {
 	t.Logf("command line: %s", p.CommandLine())
 	console.wait(t, p, 60*time.Second)
 	t.Logf("start to \"Linux version\": %v", time.Since(start))
+	if n, err := p.TranslationBlocks(ctx); err != nil || n == 0 {
+		t.Errorf("translation blocks of a booting guest: %d, %v; want some", n, err)
+	}
 
 	for _, step := range []struct {
 		do   func(context.Context) error
@@ -163,6 +166,10 @@ func TestBootSnapshotRestore(t *testing.T) {
 	loaded := time.Since(t0)
 	if s, err := q.Status(ctx); err != nil || s != "paused" {
 		t.Errorf("status after WaitIncoming: %q, %v; want paused", s, err)
+	}
+	// A new QEMU starts with none of the guest's code translated.
+	if n, err := q.TranslationBlocks(ctx); err != nil || n != 0 {
+		t.Errorf("translation blocks before the restored guest ran: %d, %v; want 0", n, err)
 	}
 	if err := q.Cont(ctx); err != nil {
 		t.Fatal(err)
