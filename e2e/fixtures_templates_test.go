@@ -360,6 +360,7 @@ test("resumed", function() assert_eq("plain", vm:read_file("/tmp/plain")) end)
 		{"ExportImport", TestFixtureExportImport},
 		{"CacheServesAnotherCheckout", TestCacheServesAnotherCheckout},
 		{"ClusterFixture", TestClusterFixture},
+		{"ResumeSetsTheClock", TestFixtureResumeSetsTheClock},
 	} {
 		t.Run(tc.name, tc.test)
 	}

@@ -575,3 +575,24 @@ end)
 	}
 	workersNoQEMU(t, env)
 }
+
+// A resumed guest's clock is the host's, not the time its snapshot was
+// taken: the second run resumes, from the cache, a fixture saved seconds
+// before it.
+func TestFixtureResumeSetsTheClock(t *testing.T) {
+	env, builds := fxEnv(t, map[string]string{
+		"tests/fixtures/clock.lua": fxLog("clock") + `provium.create("minimal"):boot()
+`,
+		"tests/clock_test.lua": `local vm = provium.fixture("clock")
+test("the guest's clock is the host's", function()
+  local guest = tonumber(vm:exec("date +%s").stdout.trim())
+  local host = os.time()
+  assert(math.abs(guest - host) <= 1, "guest clock " .. guest .. ", host " .. host)
+end)
+`,
+	})
+	env.Run("test", "tests/").MustPass(t)
+	time.Sleep(4 * time.Second)
+	env.Run("test", "tests/").MustPass(t)
+	fxWantBuilds(t, builds, "second run", map[string]int{"clock": 1})
+}

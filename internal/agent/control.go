@@ -107,6 +107,14 @@ func (a *Agent) control(r request) {
 		a.powerOff()
 	case wire.OpPing:
 		a.replyOK(r)
+	case wire.OpSetClock:
+		// Here, in the receive loop, so that every request after it sees
+		// the new time.
+		if err := setClock(m); err != nil {
+			a.reply(r.session, wire.ControlChannel, errorReply(m.ID, err))
+			return
+		}
+		a.replyOK(r)
 	case wire.OpPtyRead, wire.OpPtyWrite, wire.OpPtyResize, wire.OpPtyClose:
 		a.ptyControl(r)
 	default:
@@ -157,4 +165,20 @@ func powerOff() {
 	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF); err != nil {
 		fmt.Fprintf(os.Stderr, "%s: power off: %v\n", boot.AgentName, err)
 	}
+}
+
+// setClock sets CLOCK_REALTIME as a SetClock request says.
+func setClock(m *wire.Message) error {
+	var req wire.SetClock
+	if err := m.Decode(&req); err != nil {
+		return err
+	}
+	if req.UnixNano <= 0 {
+		return fmt.Errorf("set_clock: %d ns is before 1970: %w", req.UnixNano, wire.ErrBadRequest)
+	}
+	ts := unix.NsecToTimespec(req.UnixNano)
+	if err := unix.ClockSettime(unix.CLOCK_REALTIME, &ts); err != nil {
+		return fmt.Errorf("set_clock: clock_settime: %w", err)
+	}
+	return nil
 }

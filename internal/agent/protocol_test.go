@@ -206,6 +206,18 @@ func TestPing(t *testing.T) {
 	h.ok(wire.ControlChannel, wire.OpPing, nil)
 }
 
+// Only requests the agent must refuse: a valid one would set this
+// host's clock.
+func TestSetClockRefusals(t *testing.T) {
+	h := newRawSession(t)
+	if e := h.fail(wire.ControlChannel, wire.OpSetClock, wire.SetClock{UnixNano: -1}); !strings.Contains(e.Message, "before 1970") {
+		t.Errorf("a time before the epoch: %q", e.Message)
+	}
+	if e := h.fail(wire.MainChannel, wire.OpSetClock, wire.SetClock{UnixNano: -1}); !strings.Contains(e.Message, "not an operation") {
+		t.Errorf("set_clock on the main channel: %q", e.Message)
+	}
+}
+
 func TestUnknownOperations(t *testing.T) {
 	h := newRawSession(t)
 	if e := h.fail(wire.MainChannel, wire.Op(999), nil); !strings.Contains(e.Message, "not an operation") {

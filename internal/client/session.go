@@ -484,6 +484,13 @@ func (s *Session) Quiesce(ctx context.Context) error {
 	return err
 }
 
+// SetClock sets the guest's wall clock to t. Requests sent after it see
+// the new time.
+func (s *Session) SetClock(ctx context.Context, t time.Time) error {
+	_, err := s.control().do(ctx, wire.OpSetClock, wire.SetClock{UnixNano: t.UnixNano()}, nil)
+	return err
+}
+
 // PowerOff asks the guest to sync and power off. It returns once the agent
 // acknowledged; the VM goes away shortly after.
 func (s *Session) PowerOff(ctx context.Context) error {

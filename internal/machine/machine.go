@@ -525,6 +525,11 @@ func (vm *VM) run(ctx context.Context, tr transport, cont bool) error {
 	vm.mu.Lock()
 	vm.sess = sess
 	vm.mu.Unlock()
+	// A booted guest read its clock from the RTC, to the second; a resumed
+	// one has the time of its snapshot. Either way, it gets the host's.
+	if err := sess.SetClock(ctx, time.Now()); err != nil {
+		vm.logf("the guest's clock is not the host's: %v", err)
+	}
 	if port, ok := tr.device().(qemu.VirtioSerialPort); ok {
 		go watchPort(proc, sess, port.ID())
 	}

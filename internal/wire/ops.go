@@ -49,6 +49,9 @@ const (
 	OpPtyWrite  // control, meta PtyID, blob 0 input; reply no meta
 	OpPtyResize // control, meta PtyResize; reply no meta
 	OpPtyClose  // control, meta PtyID: hang up and kill; reply no meta
+
+	// Control channel.
+	OpSetClock // meta SetClock; reply no meta
 )
 
 var opNames = map[Op]string{
@@ -58,7 +61,7 @@ var opNames = map[Op]string{
 	OpJobWait: "job_wait", OpJobKill: "job_kill", OpSpawn: "spawn", OpClose: "close",
 	OpDmesg: "dmesg", OpMountVFS: "mount_vfs", OpAnnounce: "announce",
 	OpPtyOpen: "pty_open", OpPtyRead: "pty_read", OpPtyWrite: "pty_write",
-	OpPtyResize: "pty_resize", OpPtyClose: "pty_close",
+	OpPtyResize: "pty_resize", OpPtyClose: "pty_close", OpSetClock: "set_clock",
 }
 
 func (o Op) String() string {
@@ -249,4 +252,11 @@ type PtyResize struct {
 	ID   int    `json:"id"`
 	Rows uint16 `json:"rows"`
 	Cols uint16 `json:"cols"`
+}
+
+// SetClock sets the guest's wall clock (CLOCK_REALTIME) to the host's, as
+// nanoseconds since the Unix epoch. A resumed guest's clock stands where
+// the snapshot left it, however long ago that was.
+type SetClock struct {
+	UnixNano int64 `json:"unix_nano"`
 }
