@@ -12,11 +12,6 @@ import (
 
 // A QEMU started ahead of need (Config.Background) runs at the lowest CPU
 // priority, so that it takes only CPU time nothing else wants, until
-// raiseThread gives the calling thread the usual priority back.
-func raiseThread() error {
-	return unix.Setpriority(unix.PRIO_PROCESS, 0, 0)
-}
-
 // Foreground gives it the usual one. Linux keeps a nice value for each
 // thread, and a new thread or process takes its creator's: QEMU is
 // forked from a thread of its own (startLocked) at nice 19, and all its
@@ -24,6 +19,17 @@ func raiseThread() error {
 
 // backgroundNice is the priority of a background QEMU.
 const backgroundNice = 19
+
+// lowerThread sets the calling thread, which must be locked to its
+// goroutine, to the background priority.
+func lowerThread() error {
+	return unix.Setpriority(unix.PRIO_PROCESS, 0, backgroundNice)
+}
+
+// raiseThread gives the calling thread the usual priority back.
+func raiseThread() error {
+	return unix.Setpriority(unix.PRIO_PROCESS, 0, 0)
+}
 
 // CanBackground tells whether this process may start QEMU in the
 // background (Config.Background): whether it may give a thread its usual
@@ -37,7 +43,7 @@ var canForeground = sync.OnceValue(func() bool {
 		// Locked and never unlocked: the thread ends with the goroutine,
 		// nice value and all.
 		runtime.LockOSThread()
-		if unix.Setpriority(unix.PRIO_PROCESS, 0, backgroundNice) != nil {
+		if lowerThread() != nil {
 			ok <- false
 			return
 		}
@@ -45,12 +51,6 @@ var canForeground = sync.OnceValue(func() bool {
 	}()
 	return <-ok
 })
-
-// lowerThread sets the calling thread, which must be locked to its
-// goroutine, to the background priority.
-func lowerThread() error {
-	return unix.Setpriority(unix.PRIO_PROCESS, 0, backgroundNice)
-}
 
 // Foreground gives every thread of a background QEMU the usual priority.
 // A second pass catches a thread that one still in the background made
