@@ -18,6 +18,8 @@ local vm = provium.create("disk"):boot({memory = "256M"})
 test("the disk is the root", function()
   assert_eq("from the disk\n", vm:read_file("/etc/marker"))
   assert_contains(vm:exec("grep ' / ' /proc/mounts").stdout, "ro")
+  -- /dev moved onto the disk's root with what is mounted below it
+  assert_contains(vm:exec("grep ' /dev/pts ' /proc/mounts").stdout, "devpts")
   assert(not vm:exec("touch /etc/new").ok, "the root is read-only")
 end)
 test("the kernel got the profile's append", function()

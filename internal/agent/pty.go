@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/provium/provium/internal/wire"
+	"github.com/provium/provium/internal/wire/boot"
 )
 
 const (
@@ -145,14 +146,15 @@ func (id *identity) ptyOpen(r request) (*wire.Message, error) {
 	return wire.Reply(r.msg.ID, wire.PtyOpened{ID: p.id, PID: p.pid})
 }
 
-// openPty opens a new terminal pair, mounting devpts first if the guest's
-// init did not.
+// openPty opens a new terminal pair. The guest's init mounted devpts, but
+// a real init may have mounted another /dev over it: then it is mounted
+// again.
 func openPty() (master, slave *os.File, err error) {
 	if _, err := os.Stat("/dev/pts/ptmx"); err != nil {
 		if err := os.MkdirAll("/dev/pts", 0o755); err != nil {
 			return nil, nil, err
 		}
-		if err := unix.Mount("devpts", "/dev/pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, "mode=620,ptmxmode=666"); err != nil && !errors.Is(err, unix.EBUSY) {
+		if err := unix.Mount("devpts", "/dev/pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, boot.DevptsOptions); err != nil && !errors.Is(err, unix.EBUSY) {
 			return nil, nil, fmt.Errorf("mount devpts: %w", err)
 		}
 	}

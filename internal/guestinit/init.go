@@ -4,7 +4,7 @@
 // It does the least the agent needs and gets out of the way, because every
 // millisecond here is paid by every boot:
 //
-//  1. mount /proc, /sys and /dev (devtmpfs);
+//  1. mount /proc, /sys, /dev (devtmpfs) and /dev/pts;
 //  2. load the kernel modules listed in boot.ModulesList, one path per
 //     line in load order (the transport's drivers, when they are not built
 //     into the kernel);

@@ -39,6 +39,12 @@ const (
 	SupervisorName = "provium-supervisor"
 )
 
+// DevptsOptions are those of the devpts on /dev/pts that the guest's init
+// mounts, and that the agent mounts again before a terminal if a real init
+// has hidden it: a systemd guest's own (tty group 5), since systemd keeps a
+// devpts it finds mounted.
+const DevptsOptions = "mode=620,gid=5,ptmxmode=666"
+
 // DefaultInit is the real init that provium's init execs once the agent is
 // up, unless the profile names another.
 const DefaultInit = "/sbin/init"

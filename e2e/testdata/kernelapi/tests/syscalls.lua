@@ -194,6 +194,27 @@ test("ioctl _IOW", function()
   vm:syscall(h.SYS_close, fd)
 end)
 
+-- A terminal the guest opens itself, without provium shell: the guest's
+-- init mounted devpts, so /dev/ptmx works in a VM that never had a shell.
+test("a guest terminal: /dev/ptmx, TIOCSPTLCK, TIOCGPTN", function()
+  local master = h.open(vm, "/dev/ptmx", h.O_RDWR + h.O_NOCTTY)
+  assert(master >= 0, "open /dev/ptmx: " .. master)
+  -- TIOCSPTLCK = _IOW('T', 0x31, int): unlock; TIOCGPTN = _IOR('T', 0x30, unsigned int)
+  assert_eq(0, (vm:ioctl(master, 0x40045431, provium.pack("i32", 0))))
+  local ret, out = vm:ioctl(master, 0x80045430)
+  assert_eq(0, ret)
+  local pts = "/dev/pts/" .. provium.unpack("u32", out)
+  local slave = h.open(vm, pts, h.O_RDWR + h.O_NOCTTY)
+  assert(slave >= 0, "open " .. pts .. ": " .. slave)
+  assert_eq(3, (vm:syscall_buf(h.SYS_write, 1, "hi\n", slave, 0, 3)))
+  -- the line discipline turns the newline into CR LF
+  local n, buf = vm:syscall_buf(h.SYS_read, 1, h.zeros(16), master, 0, 16)
+  assert_eq(4, n)
+  assert_eq("hi\r\n", buf:sub(1, n))
+  vm:syscall(h.SYS_close, slave)
+  vm:syscall(h.SYS_close, master)
+end)
+
 -- UFFDIO_API = _IOWR(0xAA, 0x3F, struct uffdio_api {u64 api, features, ioctls})
 local UFFDIO_API = 0xc018aa3f
 local UFFD_API = 0xAA
