@@ -324,6 +324,12 @@ func (p *Process) Kill() {
 	}
 	// os.Process signals through a pidfd: never a recycled pid.
 	p.proc.Signal(syscall.SIGKILL)
+	// And the rest of QEMU's process group: a PROVIUM_QEMU wrapper that
+	// runs QEMU as its child instead of exec'ing it would otherwise leave
+	// QEMU running, and Done waiting for the wrapper that waits for it.
+	// The group is named by the leader's pid, which cannot be taken by
+	// another process until the leader is reaped and the group is empty.
+	syscall.Kill(-p.proc.Pid, syscall.SIGKILL)
 }
 
 // Pid is QEMU's process id.

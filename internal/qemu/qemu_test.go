@@ -304,6 +304,49 @@ func TestThreadChurn(t *testing.T) {
 	}
 }
 
+// TestKillEndsAWrapper starts QEMU through a wrapper script that runs it
+// as a child, as a PROVIUM_QEMU wrapper may: Kill must end both, and
+// Done must close.
+func TestKillEndsAWrapper(t *testing.T) {
+	bin, err := exec.LookPath(Binary())
+	if err != nil {
+		t.Skipf("no QEMU: %v", err)
+	}
+	wrapper := filepath.Join(t.TempDir(), "qemu-wrapper")
+	if err := os.WriteFile(wrapper, []byte("#!/bin/sh\n"+ShellQuote([]string{bin})+` "$@"`+"\nexit $?\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p, err := Start(context.Background(), Config{Binary: wrapper, Accel: "tcg", MemoryMiB: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	children, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", p.Pid(), p.Pid()))
+	if err != nil {
+		p.Kill()
+		t.Skipf("cannot list the wrapper's children: %v", err)
+	}
+	fields := strings.Fields(string(children))
+	if len(fields) != 1 {
+		p.Kill()
+		t.Fatalf("the wrapper has children %q, want one QEMU", children)
+	}
+	child, _ := strconv.Atoi(fields[0])
+	defer syscall.Kill(child, syscall.SIGKILL)
+	p.Kill()
+	select {
+	case <-p.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("Done still open 10 s after Kill: the wrapper waits for a QEMU that was not killed")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for alive(child) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the wrapper's QEMU (pid %d) outlived Kill", child)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 const helperEnv = "PROVIUM_QEMU_TEST_HELPER"
 
 // TestHelperProcess is not a test: TestDiesWithParent runs the test binary
