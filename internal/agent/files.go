@@ -172,15 +172,31 @@ func kernelLog() ([]byte, error) {
 	return buf[:n], nil
 }
 
-// vfsMounts are the file systems OpMountVFS makes available.
-var vfsMounts = []struct {
+// vfsMount is a file system at its usual place.
+type vfsMount struct {
 	source, target, fstype string
 	flags                  uintptr
-}{
-	{"proc", "/proc", "proc", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC},
-	{"sysfs", "/sys", "sysfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC},
-	{"securityfs", "/sys/kernel/security", "securityfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC},
-	{"devtmpfs", "/dev", "devtmpfs", unix.MS_NOSUID},
+	data                   string
+}
+
+// mount mounts it, making its mount point first. EBUSY, the same file
+// system already there, is what was asked.
+func (mt vfsMount) mount() error {
+	if err := os.MkdirAll(mt.target, 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mount(mt.source, mt.target, mt.fstype, mt.flags, mt.data); err != nil && !errors.Is(err, unix.EBUSY) {
+		return fmt.Errorf("mount %s on %s: %w", mt.fstype, mt.target, err)
+	}
+	return nil
+}
+
+// vfsMounts are the file systems OpMountVFS makes available.
+var vfsMounts = []vfsMount{
+	{"proc", "/proc", "proc", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
+	{"sysfs", "/sys", "sysfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
+	{"securityfs", "/sys/kernel/security", "securityfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
+	{"devtmpfs", "/dev", "devtmpfs", unix.MS_NOSUID, ""},
 }
 
 // mountVFS mounts those of vfsMounts the kernel has: a kernel built
@@ -191,13 +207,8 @@ func (id *identity) mountVFS(r request) (*wire.Message, error) {
 		if mounted(mt.target, mt.fstype) || !kernelHas(mt.fstype) {
 			continue
 		}
-		if err := os.MkdirAll(mt.target, 0o755); err != nil {
+		if err := mt.mount(); err != nil {
 			return nil, fmt.Errorf("mount_vfs: %w", err)
-		}
-		// EBUSY: the same file system is already there, which is
-		// what was asked.
-		if err := unix.Mount(mt.source, mt.target, mt.fstype, mt.flags, ""); err != nil && !errors.Is(err, unix.EBUSY) {
-			return nil, fmt.Errorf("mount_vfs: mount %s on %s: %w", mt.fstype, mt.target, err)
 		}
 	}
 	return wire.Reply(r.msg.ID, nil)

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -146,16 +145,16 @@ func (id *identity) ptyOpen(r request) (*wire.Message, error) {
 	return wire.Reply(r.msg.ID, wire.PtyOpened{ID: p.id, PID: p.pid})
 }
 
+// devpts is the terminals' file system, as the guest's init mounts it.
+var devpts = vfsMount{"devpts", "/dev/pts", "devpts", unix.MS_NOSUID | unix.MS_NOEXEC, boot.DevptsOptions}
+
 // openPty opens a new terminal pair. The guest's init mounted devpts, but
 // a real init may have mounted another /dev over it: then it is mounted
 // again.
 func openPty() (master, slave *os.File, err error) {
 	if _, err := os.Stat("/dev/pts/ptmx"); err != nil {
-		if err := os.MkdirAll("/dev/pts", 0o755); err != nil {
+		if err := devpts.mount(); err != nil {
 			return nil, nil, err
-		}
-		if err := unix.Mount("devpts", "/dev/pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, boot.DevptsOptions); err != nil && !errors.Is(err, unix.EBUSY) {
-			return nil, nil, fmt.Errorf("mount devpts: %w", err)
 		}
 	}
 	fd, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
